@@ -1,0 +1,78 @@
+"""What ``forward(..., return_internals=True)`` returns: every state and gate over time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from torch import Tensor
+
+from rnnkit.bptt.common import GradientRecorder
+
+
+@dataclass
+class DirectionInternals:
+    """One layer, one direction.
+
+    All tensors are laid out like the layer's output: ``(N, L, ·)`` when ``batch_first``,
+    else ``(L, N, ·)``, and ``(L, ·)`` for unbatched input. For packed or variable-length
+    input the batch is in the caller's order and the steps past a sequence's end are zero.
+    The reverse direction is in the original time order (step t is the state after reading
+    x_t from the right).
+
+    Attributes:
+        hidden: every h_t, ``(…, H_out)`` (``H_out = proj_size`` for a projected LSTM).
+        cell: every c_t, ``(…, H)``, for the LSTM; None otherwise.
+        gates: post-activation gates, ``(…, H)`` each: "input", "forget", "cell", "output"
+            for the LSTM; "reset", "update", "new" for the GRU; empty for the vanilla RNN.
+    """
+
+    hidden: Tensor
+    cell: Tensor | None
+    gates: dict[str, Tensor]
+    _recorder: GradientRecorder | None = field(default=None, repr=False)
+    _layout: Callable[[Tensor], Tensor] | None = field(default=None, repr=False)
+
+    @property
+    def hidden_grad(self) -> Tensor | None:
+        """dL/dh_t for every t (total, through the recurrence), once backward has run."""
+        if self._recorder is None or self._recorder.hidden_grad is None:
+            return None
+        return self._layout(self._recorder.hidden_grad)
+
+    @property
+    def cell_grad(self) -> Tensor | None:
+        """dL/dc_t for every t (LSTM), once backward has run."""
+        if self._recorder is None or self._recorder.cell_grad is None:
+            return None
+        return self._layout(self._recorder.cell_grad)
+
+
+@dataclass
+class Internals:
+    """Per layer, per direction: ``internals[layer][direction]`` is a DirectionInternals.
+
+    ``internals.last`` is the forward direction of the top layer; ``internals.gate("forget")``
+    is that gate of it.
+    """
+
+    layers: list[list[DirectionInternals]]
+
+    def __getitem__(self, layer: int) -> list[DirectionInternals]:
+        return self.layers[layer]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self) -> Iterator[list[DirectionInternals]]:
+        return iter(self.layers)
+
+    @property
+    def last(self) -> DirectionInternals:
+        return self.layers[-1][0]
+
+    def gate(self, name: str, layer: int = -1, direction: int = 0) -> Tensor:
+        gates = self.layers[layer][direction].gates
+        if name not in gates:
+            raise KeyError(f"no gate {name!r}; this layer has {sorted(gates) or 'no gates'}")
+        return gates[name]

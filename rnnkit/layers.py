@@ -1,0 +1,401 @@
+"""The layers users import: RNN, GRU and LSTM, drop-in for their torch.nn twins.
+
+Same constructor arguments, parameter names, shapes and gate order as torch.nn, so a
+state_dict loads both ways; the forward runs the hand-written backward through time (or the
+fused kernel) and, on request, returns every state and gate over time.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
+
+from rnnkit import _validation as check
+from rnnkit import backends
+from rnnkit._sequences import Padded, repack, reverse_index, reverse_time, unpack
+from rnnkit.bptt.common import GradientRecorder
+from rnnkit.cells.gru import GRU_GATES
+from rnnkit.cells.lstm import LSTM_GATES
+from rnnkit.cells.rnn import NONLINEARITIES
+from rnnkit.internals import DirectionInternals, Internals
+
+_GATE_COUNT = {"LSTM": 4, "GRU": 3, "RNN": 1}
+_GATE_NAMES = {"LSTM": LSTM_GATES, "GRU": GRU_GATES, "RNN": ()}
+
+
+class _RecurrentLayer(nn.Module):
+    """Shared machinery of RNN, GRU and LSTM: parameters, validation, layers, directions."""
+
+    def __init__(
+        self,
+        mode: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        nonlinearity: str = "tanh",
+        device=None,
+        dtype=None,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        self.mode = mode
+        self.input_size = check.positive_int(name, "input_size", input_size)
+        self.hidden_size = check.positive_int(name, "hidden_size", hidden_size)
+        self.num_layers = check.positive_int(name, "num_layers", num_layers)
+        self.dropout = check.dropout_probability(name, "dropout", dropout)
+        if isinstance(proj_size, bool) or not isinstance(proj_size, int) or proj_size < 0:
+            raise ValueError(f"{name}: `proj_size` must be a non-negative integer, got {proj_size!r}")
+        if proj_size and mode != "LSTM":
+            raise ValueError(f"{name}: `proj_size` is only supported by LSTM, got {proj_size}")
+        if proj_size >= hidden_size:
+            raise ValueError(
+                f"{name}: `proj_size` must be smaller than hidden_size={hidden_size}, "
+                f"got {proj_size}"
+            )
+        if nonlinearity not in NONLINEARITIES:
+            raise ValueError(
+                f"{name}: `nonlinearity` must be one of {', '.join(NONLINEARITIES)}, "
+                f"got {nonlinearity!r}"
+            )
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.bidirectional = bool(bidirectional)
+        self.proj_size = proj_size
+        self.nonlinearity = nonlinearity
+        self.backend = backends.check_backend(backend)
+        factory = {"device": device, "dtype": dtype}
+        gate_size = _GATE_COUNT[mode] * hidden_size
+        out_size = proj_size or hidden_size
+        directions = 2 if bidirectional else 1
+        # registered in torch's order, so a seeded init draws the same numbers as torch.nn
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else out_size * directions
+            for suffix in self._suffixes():
+                shapes = {
+                    f"weight_ih_l{layer}{suffix}": (gate_size, layer_input),
+                    f"weight_hh_l{layer}{suffix}": (gate_size, out_size),
+                }
+                if bias:
+                    shapes[f"bias_ih_l{layer}{suffix}"] = (gate_size,)
+                    shapes[f"bias_hh_l{layer}{suffix}"] = (gate_size,)
+                if proj_size:
+                    shapes[f"weight_hr_l{layer}{suffix}"] = (proj_size, hidden_size)
+                for param_name, shape in shapes.items():
+                    self.register_parameter(param_name, nn.Parameter(torch.empty(shape, **factory)))
+        self.reset_parameters()
+
+    def _suffixes(self) -> tuple[str, ...]:
+        return ("", "_reverse") if self.bidirectional else ("",)
+
+    def reset_parameters(self) -> None:
+        """U(-1/sqrt(H), 1/sqrt(H)) for every weight and bias, as torch.nn does."""
+        bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -bound, bound)
+
+    def extra_repr(self) -> str:
+        text = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size:
+            text += f", proj_size={self.proj_size}"
+        if self.num_layers != 1:
+            text += f", num_layers={self.num_layers}"
+        if self.mode == "RNN" and self.nonlinearity != "tanh":
+            text += f", nonlinearity={self.nonlinearity!r}"
+        if not self.bias:
+            text += ", bias=False"
+        if self.batch_first:
+            text += ", batch_first=True"
+        if self.dropout:
+            text += f", dropout={self.dropout}"
+        if self.bidirectional:
+            text += ", bidirectional=True"
+        if self.backend != "auto":
+            text += f", backend={self.backend!r}"
+        return text
+
+    @property
+    def _name(self) -> str:
+        return type(self).__name__
+
+    def _weights(self, layer: int, suffix: str) -> dict[str, Tensor | None]:
+        get = lambda kind: getattr(self, f"{kind}_l{layer}{suffix}", None)  # noqa: E731
+        return {
+            "weight_ih": get("weight_ih"),
+            "weight_hh": get("weight_hh"),
+            "bias_ih": get("bias_ih"),
+            "bias_hh": get("bias_hh"),
+            "weight_hr": get("weight_hr"),
+        }
+
+    # -- input handling -------------------------------------------------------------------
+
+    def _prepare_input(self, input) -> tuple[Padded, bool, PackedSequence | None]:
+        """Any accepted input -> a time-major padded batch in run order; (padded, batched, packed)."""
+        if isinstance(input, PackedSequence):
+            check.input_dims(self._name, input.data, (2,), "packed data: (sum of lengths, H_in)")
+            check.feature_size(self._name, input.data, self.input_size)
+            check.matching_tensor(self._name, "input", input.data, self.weight_ih_l0)
+            return unpack(input), True, input
+        layout = "(L, H_in) unbatched or " + ("(N, L, H_in)" if self.batch_first else "(L, N, H_in)")
+        check.input_dims(self._name, input, (2, 3), layout)
+        check.feature_size(self._name, input, self.input_size)
+        check.matching_tensor(self._name, "input", input, self.weight_ih_l0)
+        batched = input.dim() == 3
+        if not batched:
+            input = input.unsqueeze(1)
+        elif self.batch_first:
+            input = input.transpose(0, 1)
+        if input.shape[0] == 0:
+            raise ValueError(f"{self._name}: `input` has no timesteps (shape {check.shape_text(input.shape)})")
+        return Padded(input, None, None), batched, None
+
+    def _prepare_state(self, hx, batch: int, batched: bool, packed: PackedSequence | None, like: Tensor):
+        """The initial state(s) as ``(D * num_layers, N, ·)`` in run order; zeros when None."""
+        directions = 2 if self.bidirectional else 1
+        out_size = self.proj_size or self.hidden_size
+        shapes = [("h_0", out_size, "hidden_size" if not self.proj_size else "proj_size")]
+        if self.mode == "LSTM":
+            shapes.append(("c_0", self.hidden_size, "hidden_size"))
+        if hx is None:
+            return [like.new_zeros(directions * self.num_layers, batch, size) for _, size, _ in shapes]
+        if self.mode == "LSTM":
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise ValueError(
+                    f"LSTM: `hx` must be a tuple (h_0, c_0), got {type(hx).__name__}"
+                )
+            states = list(hx)
+        else:
+            states = [hx]
+        prepared = []
+        for state, (name, size, size_name) in zip(states, shapes):
+            if batched:
+                expected = (directions * self.num_layers, batch, size)
+                meaning = f"(num_layers * num_directions, batch, {size_name})"
+            else:
+                expected = (directions * self.num_layers, size)
+                meaning = f"(num_layers * num_directions, {size_name}) for unbatched input"
+            check.state_shape(self._name, name, state, expected, meaning)
+            check.matching_tensor(self._name, name, state, self.weight_ih_l0)
+            if not batched:
+                state = state.unsqueeze(1)
+            if packed is not None and packed.sorted_indices is not None:
+                state = state.index_select(1, packed.sorted_indices)
+            prepared.append(state)
+        return prepared
+
+    # -- the recurrence ---------------------------------------------------------------------
+
+    def forward(self, input, hx=None, *, return_internals: bool = False):
+        padded, batched, packed = self._prepare_input(input)
+        x, mask, lengths = padded.data, padded.mask, padded.lengths
+        steps, batch = x.shape[0], x.shape[1]
+        states = self._prepare_state(hx, batch, batched, packed, x)
+        functions = backends.select(self.backend)
+        directions = len(self._suffixes())
+        index = reverse_index(lengths, steps, batch, x.device) if self.bidirectional else None
+        layout = self._internals_layout(batched, packed, mask)
+        finals: list[list[Tensor]] = [[] for _ in states]
+        internals = []
+        layer_input = x
+        for layer in range(self.num_layers):
+            outputs, layer_internals = [], []
+            for direction, suffix in enumerate(self._suffixes()):
+                slot = layer * directions + direction
+                run_input = layer_input if direction == 0 else reverse_time(layer_input, index)
+                recorder = GradientRecorder() if return_internals else None
+                result = self._run_direction(
+                    functions, run_input, [s[slot] for s in states],
+                    self._weights(layer, suffix), mask, recorder,
+                )
+                output, final_states, extras = result
+                if direction == 1:
+                    output = reverse_time(output, index)
+                outputs.append(output)
+                for collected, final in zip(finals, final_states):
+                    collected.append(final)
+                if return_internals:
+                    layer_internals.append(
+                        self._direction_internals(output, extras, recorder, layout, direction, index)
+                    )
+            layer_input = outputs[0] if directions == 1 else torch.cat(outputs, dim=2)
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                layer_input = F.dropout(layer_input, self.dropout, training=True)
+            internals.append(layer_internals)
+        final = [torch.stack(collected) for collected in finals]  # (D * num_layers, N, ·)
+        output = self._restore_output(layer_input, batched, packed)
+        if packed is not None and packed.unsorted_indices is not None:
+            final = [state.index_select(1, packed.unsorted_indices) for state in final]
+        if not batched:
+            final = [state.squeeze(1) for state in final]
+        state_out = tuple(final) if self.mode == "LSTM" else final[0]
+        if return_internals:
+            return output, state_out, Internals(internals)
+        return output, state_out
+
+    def _run_direction(self, functions, x, states, weights, mask, recorder):
+        """One layer, one direction: (output, final states, extra tensors for internals)."""
+        if self.mode == "LSTM":
+            output, h_n, c_n, cells, gates = functions.lstm(
+                x, states[0], states[1], weights["weight_ih"], weights["weight_hh"],
+                weights["bias_ih"], weights["bias_hh"], weights["weight_hr"], mask, recorder,
+            )
+            return output, (h_n, c_n), {"cells": cells, "gates": gates}
+        if self.mode == "GRU":
+            output, h_n, gates = functions.gru(
+                x, states[0], weights["weight_ih"], weights["weight_hh"],
+                weights["bias_ih"], weights["bias_hh"], mask, recorder,
+            )
+            return output, (h_n,), {"gates": gates}
+        output, h_n = functions.rnn(
+            x, states[0], weights["weight_ih"], weights["weight_hh"],
+            weights["bias_ih"], weights["bias_hh"], self.nonlinearity, mask, recorder,
+        )
+        return output, (h_n,), {}
+
+    def _restore_output(self, output: Tensor, batched: bool, packed: PackedSequence | None):
+        if packed is not None:
+            return repack(output, packed)
+        if not batched:
+            return output.squeeze(1)
+        return output.transpose(0, 1) if self.batch_first else output
+
+    def _internals_layout(self, batched, packed, mask):
+        """Time-major run order -> the caller's layout and batch order, padded steps zero."""
+        unsorted = None if packed is None else packed.unsorted_indices
+
+        def layout(tensor: Tensor) -> Tensor:
+            if mask is not None:
+                tensor = tensor * mask
+            if unsorted is not None:
+                tensor = tensor.index_select(1, unsorted)
+            if not batched:
+                return tensor.squeeze(1)
+            return tensor.transpose(0, 1) if self.batch_first else tensor
+
+        return layout
+
+    def _direction_internals(self, output, extras, recorder, layout, direction, index):
+        def in_time_order(tensor: Tensor) -> Tensor:
+            return reverse_time(tensor, index) if direction == 1 else tensor
+
+        def arrange(tensor: Tensor) -> Tensor:
+            return layout(in_time_order(tensor))
+
+        gates = {}
+        if "gates" in extras:
+            names = _GATE_NAMES[self.mode]
+            for name, gate in zip(names, extras["gates"].detach().chunk(len(names), dim=2)):
+                gates[name] = arrange(gate)
+        cell = arrange(extras["cells"].detach()) if "cells" in extras else None
+        return DirectionInternals(
+            hidden=layout(output.detach()),
+            cell=cell,
+            gates=gates,
+            _recorder=recorder,
+            _layout=arrange,
+        )
+
+
+_SHARED_DOC = """
+    Arguments:
+        input_size: features of x_t (H_in).
+        hidden_size: features of h_t (H).
+        num_layers: stacked layers; layer k > 0 reads layer k-1's output. Default 1.
+        bias: if False, no b_ih and b_hh. Default True.
+        batch_first: input and output as (N, L, ·) instead of (L, N, ·); states keep
+            (D * num_layers, N, ·). Default False.
+        dropout: dropout on the output of every layer but the last, in training. Default 0.
+        bidirectional: run a second direction from the end; outputs concatenated. Default False.
+        device, dtype: where and how the parameters are created.
+        backend: "auto" (fused kernel when built, else reference), "fused" or "reference".
+
+    Inputs: input, hx
+        input: (L, H_in) unbatched, (L, N, H_in) or (N, L, H_in) with batch_first, or a
+            PackedSequence (sorted or not).
+        hx: initial state(s), (D * num_layers, N, H_out); zeros when omitted.
+        return_internals (keyword): also return an :class:`rnnkit.Internals` with every h_t,
+            c_t and gate over time, per layer and direction.
+
+    Outputs: output, h_n (and internals when asked)
+        output: (L, N, D * H_out) (or batch_first, unbatched, or packed like the input).
+        h_n: (D * num_layers, N, H_out), the state after each sequence's last real step.
+"""
+
+
+class RNN(_RecurrentLayer):
+    __doc__ = (
+        r"""Vanilla recurrent network: :math:`h_t = \tanh(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})`.
+
+    Equivalent to ``h = cells.rnn_cell(x_t, h, W_ih, W_hh, b_ih, b_hh)`` for each t, per
+    layer and direction; drop-in for ``torch.nn.RNN``. Parameters ``weight_ih_l{k}``
+    ``(H, H_in)``, ``weight_hh_l{k}`` ``(H, H)``, ``bias_ih_l{k}``, ``bias_hh_l{k}`` ``(H,)``,
+    plus ``_reverse`` for the second direction; all drawn from U(-1/sqrt(H), 1/sqrt(H)).
+    ``nonlinearity`` is "tanh" or "relu".
+"""
+        + _SHARED_DOC
+    )
+
+    def __init__(
+        self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
+        batch_first=False, dropout=0.0, bidirectional=False, device=None, dtype=None,
+        *, backend="auto",
+    ):
+        super().__init__(
+            "RNN", input_size, hidden_size, num_layers, bias, batch_first, dropout,
+            bidirectional, 0, nonlinearity, device, dtype, backend,
+        )
+
+
+class GRU(_RecurrentLayer):
+    __doc__ = (
+        r"""Gated recurrent unit, torch's variant (reset gate after the recurrent product).
+
+    Equivalent to ``h, gates = cells.gru_cell(x_t, h, W_ih, W_hh, b_ih, b_hh)`` for each t;
+    drop-in for ``torch.nn.GRU``. Parameters ``weight_ih_l{k}`` ``(3H, H_in)`` and
+    ``weight_hh_l{k}`` ``(3H, H)`` with blocks reset, update, new; biases ``(3H,)``.
+"""
+        + _SHARED_DOC
+    )
+
+    def __init__(
+        self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+        dropout=0.0, bidirectional=False, device=None, dtype=None, *, backend="auto",
+    ):
+        super().__init__(
+            "GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout,
+            bidirectional, 0, "tanh", device, dtype, backend,
+        )
+
+
+class LSTM(_RecurrentLayer):
+    __doc__ = (
+        r"""Long short-term memory: a cell state c_t written through input, forget and output gates.
+
+    Equivalent to ``h, c, gates = cells.lstm_cell(x_t, h, c, W_ih, W_hh, b_ih, b_hh, W_hr)``
+    for each t; drop-in for ``torch.nn.LSTM``. Parameters ``weight_ih_l{k}`` ``(4H, H_in)``,
+    ``weight_hh_l{k}`` ``(4H, H_out)`` with blocks input, forget, cell, output; biases
+    ``(4H,)``; with ``proj_size`` > 0 also ``weight_hr_l{k}`` ``(proj_size, H)`` and
+    H_out = proj_size. hx is the tuple (h_0, c_0); the output's second item (h_n, c_n).
+"""
+        + _SHARED_DOC
+    )
+
+    def __init__(
+        self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+        dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None,
+        *, backend="auto",
+    ):
+        super().__init__(
+            "LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout,
+            bidirectional, proj_size, "tanh", device, dtype, backend,
+        )
