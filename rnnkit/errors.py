@@ -1,0 +1,8 @@
+"""Errors the command line reports as one line, without a traceback."""
+
+
+class UserError(Exception):
+    """Bad input from the user: the message names what was wrong and what was expected.
+
+    The CLI prints it as ``rnnkit: error: <message>`` and exits with status 2.
+    """
