@@ -18,7 +18,11 @@ from torch import nn
 
 import rnnkit
 
-FAMILIES = {"lstm": (nn.LSTM, rnnkit.LSTM), "gru": (nn.GRU, rnnkit.GRU), "rnn": (nn.RNN, rnnkit.RNN)}
+FAMILIES = {
+    "lstm": (nn.LSTM, rnnkit.LSTM),
+    "gru": (nn.GRU, rnnkit.GRU),
+    "rnn": (nn.RNN, rnnkit.RNN),
+}
 
 
 def median_seconds(function, repeats: int, warmup: int = 1) -> float:
@@ -44,12 +48,14 @@ def measure(family: str, batch: int, hidden: int, steps: int, backend: str, repe
         def run():
             with torch.no_grad():
                 module(x)
+
         return run
 
     def forward_backward(module):
         def run():
             output, _ = module(x_grad)
             output.sum().backward()
+
         return run
 
     row = {"family": family, "batch": batch, "hidden": hidden, "T": steps}
@@ -71,8 +77,10 @@ def main() -> None:
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args()
     rows = []
-    header = (f"{'family':6} {'batch':>5} {'hidden':>6} {'T':>4} | {'fwd torch':>10} {'rnnkit':>9} "
-              f"{'ratio':>6} | {'f+b torch':>10} {'rnnkit':>9} {'ratio':>6}")
+    header = (
+        f"{'family':6} {'batch':>5} {'hidden':>6} {'T':>4} | {'fwd torch':>10} {'rnnkit':>9} "
+        f"{'ratio':>6} | {'f+b torch':>10} {'rnnkit':>9} {'ratio':>6}"
+    )
     print(f"backend={args.backend}  threads={torch.get_num_threads()}  torch {torch.__version__}")
     print(header)
     print("-" * len(header))
@@ -83,10 +91,13 @@ def main() -> None:
                     row = measure(family, batch, hidden, steps, args.backend, args.repeats)
                     rows.append(row)
                     fwd, both = row["forward"], row["forward_backward"]
-                    print(f"{family:6} {batch:5d} {hidden:6d} {steps:4d} | "
-                          f"{fwd['torch'] * 1e3:8.2f}ms {fwd['rnnkit'] * 1e3:7.2f}ms "
-                          f"{fwd['ratio']:6.2f} | {both['torch'] * 1e3:8.2f}ms "
-                          f"{both['rnnkit'] * 1e3:7.2f}ms {both['ratio']:6.2f}", flush=True)
+                    print(
+                        f"{family:6} {batch:5d} {hidden:6d} {steps:4d} | "
+                        f"{fwd['torch'] * 1e3:8.2f}ms {fwd['rnnkit'] * 1e3:7.2f}ms "
+                        f"{fwd['ratio']:6.2f} | {both['torch'] * 1e3:8.2f}ms "
+                        f"{both['rnnkit'] * 1e3:7.2f}ms {both['ratio']:6.2f}",
+                        flush=True,
+                    )
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=2)

@@ -19,11 +19,7 @@ def positive_int(owner: str, name: str, value) -> int:
 
 
 def dropout_probability(owner: str, name: str, value) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not 0 <= value < 1
-    ):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
         raise ValueError(f"{owner}: `{name}` must be a probability in [0, 1), got {value!r}")
     return float(value)
 

@@ -70,7 +70,9 @@ class RNNCell(_CellBase):
     Inputs: input ``(N, H_in)`` or ``(H_in)``, hx ``(N, H)`` or None. Output: h' ``(N, H)``.
     """
 
-    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", device=None, dtype=None):
+    def __init__(
+        self, input_size, hidden_size, bias=True, nonlinearity="tanh", device=None, dtype=None
+    ):
         if nonlinearity not in NONLINEARITIES:
             raise ValueError(
                 f"RNNCell: `nonlinearity` must be one of {', '.join(NONLINEARITIES)}, "

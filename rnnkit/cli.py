@@ -15,9 +15,7 @@ import sys
 from rnnkit import __version__
 from rnnkit.errors import UserError
 
-COMMAND_MODULES = (
-    "rnnkit.commands.demo",
-)
+COMMAND_MODULES = ("rnnkit.commands.demo",)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -49,7 +49,9 @@ def chrono_init(layer: nn.Module, max_len: int, generator: torch.Generator | Non
     if max_len < 3:
         raise ValueError(f"chrono_init: `max_len` must be at least 3, got {max_len}")
     for mode, hidden, bias_ih, bias_hh in _layer_biases(layer):
-        keep = torch.empty(hidden, dtype=bias_ih.dtype).uniform_(1, max_len - 1, generator=generator)
+        keep = torch.empty(hidden, dtype=bias_ih.dtype).uniform_(
+            1, max_len - 1, generator=generator
+        )
         keep = keep.log().to(bias_ih.device)
         keep_block = slice(_KEEP_GATE[mode] * hidden, (_KEEP_GATE[mode] + 1) * hidden)
         bias_ih[keep_block] = keep

@@ -54,7 +54,9 @@ class _RecurrentLayer(nn.Module):
         self.num_layers = check.positive_int(name, "num_layers", num_layers)
         self.dropout = check.dropout_probability(name, "dropout", dropout)
         if isinstance(proj_size, bool) or not isinstance(proj_size, int) or proj_size < 0:
-            raise ValueError(f"{name}: `proj_size` must be a non-negative integer, got {proj_size!r}")
+            raise ValueError(
+                f"{name}: `proj_size` must be a non-negative integer, got {proj_size!r}"
+            )
         if proj_size and mode != "LSTM":
             raise ValueError(f"{name}: `proj_size` is only supported by LSTM, got {proj_size}")
         if proj_size >= hidden_size:
@@ -140,13 +142,15 @@ class _RecurrentLayer(nn.Module):
     # -- input handling -------------------------------------------------------------------
 
     def _prepare_input(self, input) -> tuple[Padded, bool, PackedSequence | None]:
-        """Any accepted input -> a time-major padded batch in run order; (padded, batched, packed)."""
+        """Any accepted input -> time-major padded batch in run order: (padded, batched, packed)."""
         if isinstance(input, PackedSequence):
             check.input_dims(self._name, input.data, (2,), "packed data: (sum of lengths, H_in)")
             check.feature_size(self._name, input.data, self.input_size)
             check.matching_tensor(self._name, "input", input.data, self.weight_ih_l0)
             return unpack(input), True, input
-        layout = "(L, H_in) unbatched or " + ("(N, L, H_in)" if self.batch_first else "(L, N, H_in)")
+        layout = "(L, H_in) unbatched or " + (
+            "(N, L, H_in)" if self.batch_first else "(L, N, H_in)"
+        )
         check.input_dims(self._name, input, (2, 3), layout)
         check.feature_size(self._name, input, self.input_size)
         check.matching_tensor(self._name, "input", input, self.weight_ih_l0)
@@ -156,10 +160,14 @@ class _RecurrentLayer(nn.Module):
         elif self.batch_first:
             input = input.transpose(0, 1)
         if input.shape[0] == 0:
-            raise ValueError(f"{self._name}: `input` has no timesteps (shape {check.shape_text(input.shape)})")
+            raise ValueError(
+                f"{self._name}: `input` has no timesteps (shape {check.shape_text(input.shape)})"
+            )
         return Padded(input, None, None), batched, None
 
-    def _prepare_state(self, hx, batch: int, batched: bool, packed: PackedSequence | None, like: Tensor):
+    def _prepare_state(
+        self, hx, batch: int, batched: bool, packed: PackedSequence | None, like: Tensor
+    ):
         """The initial state(s) as ``(D * num_layers, N, ·)`` in run order; zeros when None."""
         directions = 2 if self.bidirectional else 1
         out_size = self.proj_size or self.hidden_size
@@ -167,12 +175,12 @@ class _RecurrentLayer(nn.Module):
         if self.mode == "LSTM":
             shapes.append(("c_0", self.hidden_size, "hidden_size"))
         if hx is None:
-            return [like.new_zeros(directions * self.num_layers, batch, size) for _, size, _ in shapes]
+            return [
+                like.new_zeros(directions * self.num_layers, batch, size) for _, size, _ in shapes
+            ]
         if self.mode == "LSTM":
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                raise ValueError(
-                    f"LSTM: `hx` must be a tuple (h_0, c_0), got {type(hx).__name__}"
-                )
+                raise ValueError(f"LSTM: `hx` must be a tuple (h_0, c_0), got {type(hx).__name__}")
             states = list(hx)
         else:
             states = [hx]
@@ -214,8 +222,12 @@ class _RecurrentLayer(nn.Module):
                 run_input = layer_input if direction == 0 else reverse_time(layer_input, index)
                 recorder = GradientRecorder() if return_internals else None
                 result = self._run_direction(
-                    functions, run_input, [s[slot] for s in states],
-                    self._weights(layer, suffix), mask, recorder,
+                    functions,
+                    run_input,
+                    [s[slot] for s in states],
+                    self._weights(layer, suffix),
+                    mask,
+                    recorder,
                 )
                 output, final_states, extras = result
                 if direction == 1:
@@ -225,7 +237,9 @@ class _RecurrentLayer(nn.Module):
                     collected.append(final)
                 if return_internals:
                     layer_internals.append(
-                        self._direction_internals(output, extras, recorder, layout, direction, index)
+                        self._direction_internals(
+                            output, extras, recorder, layout, direction, index
+                        )
                     )
             layer_input = outputs[0] if directions == 1 else torch.cat(outputs, dim=2)
             if self.dropout and self.training and layer < self.num_layers - 1:
@@ -246,19 +260,40 @@ class _RecurrentLayer(nn.Module):
         """One layer, one direction: (output, final states, extra tensors for internals)."""
         if self.mode == "LSTM":
             output, h_n, c_n, cells, gates = functions.lstm(
-                x, states[0], states[1], weights["weight_ih"], weights["weight_hh"],
-                weights["bias_ih"], weights["bias_hh"], weights["weight_hr"], mask, recorder,
+                x,
+                states[0],
+                states[1],
+                weights["weight_ih"],
+                weights["weight_hh"],
+                weights["bias_ih"],
+                weights["bias_hh"],
+                weights["weight_hr"],
+                mask,
+                recorder,
             )
             return output, (h_n, c_n), {"cells": cells, "gates": gates}
         if self.mode == "GRU":
             output, h_n, gates = functions.gru(
-                x, states[0], weights["weight_ih"], weights["weight_hh"],
-                weights["bias_ih"], weights["bias_hh"], mask, recorder,
+                x,
+                states[0],
+                weights["weight_ih"],
+                weights["weight_hh"],
+                weights["bias_ih"],
+                weights["bias_hh"],
+                mask,
+                recorder,
             )
             return output, (h_n,), {"gates": gates}
         output, h_n = functions.rnn(
-            x, states[0], weights["weight_ih"], weights["weight_hh"],
-            weights["bias_ih"], weights["bias_hh"], self.nonlinearity, mask, recorder,
+            x,
+            states[0],
+            weights["weight_ih"],
+            weights["weight_hh"],
+            weights["bias_ih"],
+            weights["bias_hh"],
+            self.nonlinearity,
+            mask,
+            recorder,
         )
         return output, (h_n,), {}
 
@@ -334,7 +369,9 @@ _SHARED_DOC = """
 
 class RNN(_RecurrentLayer):
     __doc__ = (
-        r"""Vanilla recurrent network: :math:`h_t = \tanh(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})`.
+        r"""Vanilla (Elman) recurrent network, one tanh or relu per step.
+
+    :math:`h_t = \tanh(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})`.
 
     Equivalent to ``h = cells.rnn_cell(x_t, h, W_ih, W_hh, b_ih, b_hh)`` for each t, per
     layer and direction; drop-in for ``torch.nn.RNN``. Parameters ``weight_ih_l{k}``
@@ -346,13 +383,34 @@ class RNN(_RecurrentLayer):
     )
 
     def __init__(
-        self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
-        batch_first=False, dropout=0.0, bidirectional=False, device=None, dtype=None,
-        *, backend="auto",
+        self,
+        input_size,
+        hidden_size,
+        num_layers=1,
+        nonlinearity="tanh",
+        bias=True,
+        batch_first=False,
+        dropout=0.0,
+        bidirectional=False,
+        device=None,
+        dtype=None,
+        *,
+        backend="auto",
     ):
         super().__init__(
-            "RNN", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-            bidirectional, 0, nonlinearity, device, dtype, backend,
+            "RNN",
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            0,
+            nonlinearity,
+            device,
+            dtype,
+            backend,
         )
 
 
@@ -368,12 +426,33 @@ class GRU(_RecurrentLayer):
     )
 
     def __init__(
-        self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-        dropout=0.0, bidirectional=False, device=None, dtype=None, *, backend="auto",
+        self,
+        input_size,
+        hidden_size,
+        num_layers=1,
+        bias=True,
+        batch_first=False,
+        dropout=0.0,
+        bidirectional=False,
+        device=None,
+        dtype=None,
+        *,
+        backend="auto",
     ):
         super().__init__(
-            "GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-            bidirectional, 0, "tanh", device, dtype, backend,
+            "GRU",
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            0,
+            "tanh",
+            device,
+            dtype,
+            backend,
         )
 
 
@@ -391,11 +470,32 @@ class LSTM(_RecurrentLayer):
     )
 
     def __init__(
-        self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-        dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None,
-        *, backend="auto",
+        self,
+        input_size,
+        hidden_size,
+        num_layers=1,
+        bias=True,
+        batch_first=False,
+        dropout=0.0,
+        bidirectional=False,
+        proj_size=0,
+        device=None,
+        dtype=None,
+        *,
+        backend="auto",
     ):
         super().__init__(
-            "LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-            bidirectional, proj_size, "tanh", device, dtype, backend,
+            "LSTM",
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            proj_size,
+            "tanh",
+            device,
+            dtype,
+            backend,
         )

@@ -33,9 +33,7 @@ def input_projection(x: Tensor, weight_ih: Tensor, bias: Tensor | None) -> Tenso
     return projected.view(steps, batch, -1)
 
 
-def weight_gradients(
-    grad_gates: Tensor, inputs: Tensor, needs: bool
-) -> Tensor | None:
+def weight_gradients(grad_gates: Tensor, inputs: Tensor, needs: bool) -> Tensor | None:
     """Time-batched ``sum_t grad_gates_t^T @ inputs_t``: ``(T, N, G), (T, N, I) -> (G, I)``."""
     if not needs:
         return None

@@ -97,7 +97,16 @@ class GRUFunction(torch.autograd.Function):
         grad_weight_hh = weight_gradients(grad_from_hidden, hiddens[:-1], needs[3])
         grad_bias_ih = grad_from_input.sum(dim=(0, 1)) if ctx.has_bias else None
         grad_bias_hh = grad_from_hidden.sum(dim=(0, 1)) if ctx.has_bias else None
-        return grad_x, grad_h, grad_weight_ih, grad_weight_hh, grad_bias_ih, grad_bias_hh, None, None
+        return (
+            grad_x,
+            grad_h,
+            grad_weight_ih,
+            grad_weight_hh,
+            grad_bias_ih,
+            grad_bias_hh,
+            None,
+            None,
+        )
 
 
 def gru_sequence(

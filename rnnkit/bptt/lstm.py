@@ -62,7 +62,6 @@ class LSTMFunction(torch.autograd.Function):
     def backward(ctx, grad_output, grad_h_n, grad_c_n, _grad_cells, _grad_gates):
         x, weight_ih, weight_hh, weight_hr, hiddens, cells, gates, mask = ctx.saved_tensors
         steps = x.shape[0]
-        hidden = cells.shape[2]
         grad_pre = torch.empty_like(gates)  # dL/d(pre-activation gates), (T, N, 4H)
         grad_hidden_out = torch.empty_like(hiddens[1:]) if weight_hr is not None else None
         recorder: GradientRecorder | None = ctx.recorder
@@ -117,8 +116,16 @@ class LSTMFunction(torch.autograd.Function):
             projected_from = output * cells[1:].tanh()  # (T, N, H)
             grad_weight_hr = weight_gradients(grad_hidden_out, projected_from, True)
         return (
-            grad_x, grad_h, grad_c, grad_weight_ih, grad_weight_hh,
-            grad_bias, _copy(grad_bias), grad_weight_hr, None, None,
+            grad_x,
+            grad_h,
+            grad_c,
+            grad_weight_ih,
+            grad_weight_hh,
+            grad_bias,
+            _copy(grad_bias),
+            grad_weight_hr,
+            None,
+            None,
         )
 
 

@@ -76,7 +76,17 @@ class RNNFunction(torch.autograd.Function):
         grad_weight_hh = weight_gradients(grad_pre, hiddens[:-1], needs[3])
         grad_bias = grad_pre.sum(dim=(0, 1)) if ctx.has_bias else None
         grad_bias_hh = None if grad_bias is None else grad_bias.clone()
-        return grad_x, grad_h, grad_weight_ih, grad_weight_hh, grad_bias, grad_bias_hh, None, None, None
+        return (
+            grad_x,
+            grad_h,
+            grad_weight_ih,
+            grad_weight_hh,
+            grad_bias,
+            grad_bias_hh,
+            None,
+            None,
+            None,
+        )
 
 
 def rnn_sequence(
