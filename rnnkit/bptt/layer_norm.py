@@ -20,7 +20,10 @@ def layer_norm_forward(z: Tensor, gain: Tensor, bias: Tensor) -> tuple[Tensor, T
 
 
 def layer_norm_backward(grad_y: Tensor, normalized: Tensor, rstd: Tensor, gain: Tensor) -> Tensor:
-    """dL/dz from dL/dy: ``rstd * (g - mean(g) - normalized * mean(g * normalized))``, g = dy*gain."""
+    """dL/dz from dL/dy: ``rstd * (g - mean(g) - normalized * mean(g * normalized))``.
+
+    Here ``g = dL/dy * gain``.
+    """
     g = grad_y * gain
     mean_g = g.mean(dim=-1, keepdim=True)
     mean_gn = (g * normalized).mean(dim=-1, keepdim=True)
