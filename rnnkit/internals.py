@@ -25,11 +25,16 @@ class DirectionInternals:
         cell: every c_t, ``(…, H)``, for the LSTM; None otherwise.
         gates: post-activation gates, ``(…, H)`` each: "input", "forget", "cell", "output"
             for the LSTM; "reset", "update", "new" for the GRU; empty for the vanilla RNN.
+        extras: what the variants add: "recurrent_mask" ``(N, H)`` (recurrent dropout, scaled
+            by 1/(1-p)), "zoneout_hidden" / "zoneout_cell" (share of the previous state kept
+            at each step), "normalized_ih" / "normalized_hh" / "normalized_cell" (layer norm's
+            normalised pre-activations, before gain and bias).
     """
 
     hidden: Tensor
     cell: Tensor | None
     gates: dict[str, Tensor]
+    extras: dict[str, Tensor] = field(default_factory=dict)
     _recorder: GradientRecorder | None = field(default=None, repr=False)
     _layout: Callable[[Tensor], Tensor] | None = field(default=None, repr=False)
 

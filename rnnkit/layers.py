@@ -16,12 +16,20 @@ from torch.nn.utils.rnn import PackedSequence
 
 from rnnkit import _validation as check
 from rnnkit import backends
+from rnnkit import init as gate_init
 from rnnkit._sequences import Padded, repack, reverse_index, reverse_time, unpack
 from rnnkit.bptt.common import GradientRecorder
 from rnnkit.cells.gru import GRU_GATES
 from rnnkit.cells.lstm import LSTM_GATES
 from rnnkit.cells.rnn import NONLINEARITIES
 from rnnkit.internals import DirectionInternals, Internals
+from rnnkit.variants import (
+    Variants,
+    check_gate_init,
+    parse_variants,
+    run_variant,
+    variant_parameters,
+)
 
 _GATE_COUNT = {"LSTM": 4, "GRU": 3, "RNN": 1}
 _GATE_NAMES = {"LSTM": LSTM_GATES, "GRU": GRU_GATES, "RNN": ()}
@@ -45,6 +53,15 @@ class _RecurrentLayer(nn.Module):
         device=None,
         dtype=None,
         backend: str = "auto",
+        layer_norm: bool = False,
+        zoneout=0.0,
+        recurrent_dropout: float = 0.0,
+        weight_drop: float = 0.0,
+        peephole: bool = False,
+        coupled_gates: bool = False,
+        forget_bias: float | None = None,
+        init: str | None = None,
+        chrono_max_len: int | None = None,
     ) -> None:
         super().__init__()
         name = type(self).__name__
@@ -75,6 +92,13 @@ class _RecurrentLayer(nn.Module):
         self.proj_size = proj_size
         self.nonlinearity = nonlinearity
         self.backend = backends.check_backend(backend)
+        self.variants = parse_variants(
+            name, mode, proj_size, layer_norm, zoneout, recurrent_dropout, weight_drop,
+            peephole, coupled_gates,
+        )
+        self.forget_bias, self.init, self.chrono_max_len = check_gate_init(
+            name, mode, bias, forget_bias, init, chrono_max_len
+        )
         factory = {"device": device, "dtype": dtype}
         gate_size = _GATE_COUNT[mode] * hidden_size
         out_size = proj_size or hidden_size
@@ -94,16 +118,33 @@ class _RecurrentLayer(nn.Module):
                     shapes[f"weight_hr_l{layer}{suffix}"] = (proj_size, hidden_size)
                 for param_name, shape in shapes.items():
                     self.register_parameter(param_name, nn.Parameter(torch.empty(shape, **factory)))
+        # the variants' parameters come after torch's, so torch's still draw torch's numbers
+        self._variant_init = {}
+        for layer in range(num_layers):
+            for suffix in self._suffixes():
+                extra = variant_parameters(self.variants, mode, hidden_size, f"l{layer}{suffix}")
+                for param_name, (shape, value) in extra.items():
+                    self.register_parameter(param_name, nn.Parameter(torch.empty(shape, **factory)))
+                    self._variant_init[param_name] = value
         self.reset_parameters()
 
     def _suffixes(self) -> tuple[str, ...]:
         return ("", "_reverse") if self.bidirectional else ("",)
 
     def reset_parameters(self) -> None:
-        """U(-1/sqrt(H), 1/sqrt(H)) for every weight and bias, as torch.nn does."""
-        bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -bound, bound)
+        """U(-1/sqrt(H), 1/sqrt(H)) for every weight and bias, as torch.nn does; layer-norm
+        gains 1 and biases 0; then the forget-gate bias or chrono init when asked for."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for name, weight in self.named_parameters():
+            value = self._variant_init.get(name)
+            if value is None:
+                nn.init.uniform_(weight, -bound, bound)
+            else:
+                nn.init.constant_(weight, value)
+        if self.forget_bias is not None:
+            gate_init.forget_bias(self, self.forget_bias)
+        if self.init == "chrono":
+            gate_init.chrono_init(self, self.chrono_max_len)
 
     def extra_repr(self) -> str:
         text = f"{self.input_size}, {self.hidden_size}"
@@ -123,6 +164,12 @@ class _RecurrentLayer(nn.Module):
             text += ", bidirectional=True"
         if self.backend != "auto":
             text += f", backend={self.backend!r}"
+        for field, default in ((f, getattr(Variants(), f)) for f in Variants.__dataclass_fields__):
+            if getattr(self.variants, field) != default:
+                text += f", {field}={getattr(self.variants, field)!r}"
+        for field in ("forget_bias", "init", "chrono_max_len"):
+            if getattr(self, field) is not None:
+                text += f", {field}={getattr(self, field)!r}"
         return text
 
     @property
@@ -130,14 +177,14 @@ class _RecurrentLayer(nn.Module):
         return type(self).__name__
 
     def _weights(self, layer: int, suffix: str) -> dict[str, Tensor | None]:
-        get = lambda kind: getattr(self, f"{kind}_l{layer}{suffix}", None)  # noqa: E731
-        return {
-            "weight_ih": get("weight_ih"),
-            "weight_hh": get("weight_hh"),
-            "bias_ih": get("bias_ih"),
-            "bias_hh": get("bias_hh"),
-            "weight_hr": get("weight_hr"),
-        }
+        kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "ln_ih_weight",
+                 "ln_ih_bias", "ln_hh_weight", "ln_hh_bias", "ln_cell_weight", "ln_cell_bias",
+                 "peephole_weight")
+        weights = {kind: getattr(self, f"{kind}_l{layer}{suffix}", None) for kind in kinds}
+        if self.variants.weight_drop and self.training:
+            # DropConnect on the recurrent weights, once per forward (arXiv 1708.02182)
+            weights["weight_hh"] = F.dropout(weights["weight_hh"], self.variants.weight_drop)
+        return weights
 
     # -- input handling -------------------------------------------------------------------
 
@@ -258,6 +305,11 @@ class _RecurrentLayer(nn.Module):
 
     def _run_direction(self, functions, x, states, weights, mask, recorder):
         """One layer, one direction: (output, final states, extra tensors for internals)."""
+        if self.variants.in_step:
+            return run_variant(
+                functions, self.mode, self.variants, self.training, self.nonlinearity,
+                x, states, weights, mask, recorder,
+            )
         if self.mode == "LSTM":
             output, h_n, c_n, cells, gates = functions.lstm(
                 x,
@@ -332,10 +384,16 @@ class _RecurrentLayer(nn.Module):
             for name, gate in zip(names, extras["gates"].detach().chunk(len(names), dim=2)):
                 gates[name] = arrange(gate)
         cell = arrange(extras["cells"].detach()) if "cells" in extras else None
+        more = {}
+        for name, tensor in extras.items():
+            if name in ("cells", "gates") or tensor is None:
+                continue
+            more[name] = tensor if tensor.dim() == 2 else arrange(tensor.detach())
         return DirectionInternals(
             hidden=layout(output.detach()),
             cell=cell,
             gates=gates,
+            extras=more,
             _recorder=recorder,
             _layout=arrange,
         )
@@ -352,14 +410,26 @@ _SHARED_DOC = """
         dropout: dropout on the output of every layer but the last, in training. Default 0.
         bidirectional: run a second direction from the end; outputs concatenated. Default False.
         device, dtype: where and how the parameters are created.
+
+    Keyword-only options (rnnkit's own; the defaults give torch.nn's layer exactly):
         backend: "auto" (fused kernel when built, else reference), "fused" or "reference".
+        zoneout: p_h, or (p_h, p_c) for the LSTM: each unit keeps its previous state with
+            probability p at each step in training, and the share p of it in eval
+            (arXiv 1606.01305).
+        recurrent_dropout: dropout on h_{t-1} in the recurrent product, one mask per sequence
+            (variational, arXiv 1512.05287).
+        weight_drop: DropConnect on W_hh, once per forward in training (arXiv 1708.02182).
+        LSTM and GRU: layer_norm (arXiv 1607.06450), forget_bias (the LSTM forget / GRU update
+            gate bias), init="chrono" with chrono_max_len (arXiv 1804.11188).
+        LSTM only: peephole (i, f see c_{t-1}, o sees c_t), coupled_gates (i = 1 - f).
 
     Inputs: input, hx
         input: (L, H_in) unbatched, (L, N, H_in) or (N, L, H_in) with batch_first, or a
             PackedSequence (sorted or not).
         hx: initial state(s), (D * num_layers, N, H_out); zeros when omitted.
         return_internals (keyword): also return an :class:`rnnkit.Internals` with every h_t,
-            c_t and gate over time, per layer and direction.
+            c_t and gate over time, per layer and direction (and variant masks and
+            normalised pre-activations in ``extras``).
 
     Outputs: output, h_n (and internals when asked)
         output: (L, N, D * H_out) (or batch_first, unbatched, or packed like the input).
@@ -383,35 +453,17 @@ class RNN(_RecurrentLayer):
     )
 
     def __init__(
-        self,
-        input_size,
-        hidden_size,
-        num_layers=1,
-        nonlinearity="tanh",
-        bias=True,
-        batch_first=False,
-        dropout=0.0,
-        bidirectional=False,
-        device=None,
-        dtype=None,
-        *,
-        backend="auto",
-    ):
+        self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
+        batch_first=False, dropout=0.0, bidirectional=False, device=None, dtype=None,
+        *, backend="auto", zoneout=0.0, recurrent_dropout=0.0, weight_drop=0.0,
+        **gated_only,
+    ):  # fmt: skip
+        # gated_only: LSTM/GRU options, accepted here only to be refused with a clear message
         super().__init__(
-            "RNN",
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            batch_first,
-            dropout,
-            bidirectional,
-            0,
-            nonlinearity,
-            device,
-            dtype,
-            backend,
-        )
+            "RNN", input_size, hidden_size, num_layers, bias, batch_first, dropout,
+            bidirectional, 0, nonlinearity, device, dtype, backend, zoneout=zoneout,
+            recurrent_dropout=recurrent_dropout, weight_drop=weight_drop, **gated_only,
+        )  # fmt: skip
 
 
 class GRU(_RecurrentLayer):
@@ -420,82 +472,55 @@ class GRU(_RecurrentLayer):
 
     Equivalent to ``h, gates = cells.gru_cell(x_t, h, W_ih, W_hh, b_ih, b_hh)`` for each t;
     drop-in for ``torch.nn.GRU``. Parameters ``weight_ih_l{k}`` ``(3H, H_in)`` and
-    ``weight_hh_l{k}`` ``(3H, H)`` with blocks reset, update, new; biases ``(3H,)``.
+    ``weight_hh_l{k}`` ``(3H, H)`` with blocks reset, update, new; biases ``(3H,)``. With
+    layer_norm also ``ln_ih_weight_l{k}``, ``ln_ih_bias_l{k}``, ``ln_hh_weight_l{k}``,
+    ``ln_hh_bias_l{k}`` ``(3H,)``.
 """
         + _SHARED_DOC
     )
 
     def __init__(
-        self,
-        input_size,
-        hidden_size,
-        num_layers=1,
-        bias=True,
-        batch_first=False,
-        dropout=0.0,
-        bidirectional=False,
-        device=None,
-        dtype=None,
-        *,
-        backend="auto",
-    ):
+        self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+        dropout=0.0, bidirectional=False, device=None, dtype=None, *, backend="auto",
+        layer_norm=False, zoneout=0.0, recurrent_dropout=0.0, weight_drop=0.0,
+        forget_bias=None, init=None, chrono_max_len=None, **lstm_only,
+    ):  # fmt: skip
+        # lstm_only: peephole / coupled_gates, accepted only to be refused with a clear message
         super().__init__(
-            "GRU",
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            batch_first,
-            dropout,
-            bidirectional,
-            0,
-            "tanh",
-            device,
-            dtype,
-            backend,
-        )
+            "GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout,
+            bidirectional, 0, "tanh", device, dtype, backend, layer_norm=layer_norm,
+            zoneout=zoneout, recurrent_dropout=recurrent_dropout, weight_drop=weight_drop,
+            forget_bias=forget_bias, init=init, chrono_max_len=chrono_max_len, **lstm_only,
+        )  # fmt: skip
 
 
 class LSTM(_RecurrentLayer):
     __doc__ = (
-        r"""Long short-term memory: a cell state c_t written through input, forget and output gates.
+        r"""Long short-term memory: a cell state written through input, forget and output gates.
 
     Equivalent to ``h, c, gates = cells.lstm_cell(x_t, h, c, W_ih, W_hh, b_ih, b_hh, W_hr)``
     for each t; drop-in for ``torch.nn.LSTM``. Parameters ``weight_ih_l{k}`` ``(4H, H_in)``,
     ``weight_hh_l{k}`` ``(4H, H_out)`` with blocks input, forget, cell, output; biases
     ``(4H,)``; with ``proj_size`` > 0 also ``weight_hr_l{k}`` ``(proj_size, H)`` and
     H_out = proj_size. hx is the tuple (h_0, c_0); the output's second item (h_n, c_n).
+    With layer_norm also ``ln_ih_weight_l{k}``, ``ln_ih_bias_l{k}``, ``ln_hh_weight_l{k}``,
+    ``ln_hh_bias_l{k}`` ``(4H,)`` and ``ln_cell_weight_l{k}``, ``ln_cell_bias_l{k}`` ``(H,)``;
+    with peephole ``peephole_weight_l{k}`` ``(3H,)`` (input, forget, output). With
+    coupled_gates the input-gate block of the weights is unused (its gradient is zero).
 """
         + _SHARED_DOC
     )
 
     def __init__(
-        self,
-        input_size,
-        hidden_size,
-        num_layers=1,
-        bias=True,
-        batch_first=False,
-        dropout=0.0,
-        bidirectional=False,
-        proj_size=0,
-        device=None,
-        dtype=None,
-        *,
-        backend="auto",
-    ):
+        self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+        dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None, *,
+        backend="auto", layer_norm=False, zoneout=0.0, recurrent_dropout=0.0, weight_drop=0.0,
+        peephole=False, coupled_gates=False, forget_bias=None, init=None, chrono_max_len=None,
+    ):  # fmt: skip
         super().__init__(
-            "LSTM",
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            batch_first,
-            dropout,
-            bidirectional,
-            proj_size,
-            "tanh",
-            device,
-            dtype,
-            backend,
-        )
+            "LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout,
+            bidirectional, proj_size, "tanh", device, dtype, backend, layer_norm=layer_norm,
+            zoneout=zoneout, recurrent_dropout=recurrent_dropout, weight_drop=weight_drop,
+            peephole=peephole, coupled_gates=coupled_gates, forget_bias=forget_bias,
+            init=init, chrono_max_len=chrono_max_len,
+        )  # fmt: skip

@@ -1,0 +1,224 @@
+"""The variants users keep asking for, as options of the same layers (never forks of the code).
+
+``layer_norm`` (LSTM, GRU), ``zoneout`` (h, and c for the LSTM), ``recurrent_dropout``,
+``weight_drop`` (DropConnect on W_hh, AWD-LSTM), ``peephole`` and ``coupled_gates`` (LSTM).
+This module checks the options, names their parameters and draws their masks; the step
+equations and their backward are in :mod:`rnnkit.bptt.lstm_variants` and ``gru_variants``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from rnnkit import _validation as check
+from rnnkit.bptt.gru_variants import GRUVariantFunction, RNNVariantFunction
+from rnnkit.bptt.lstm_variants import LSTMVariantFunction
+
+
+@dataclass(frozen=True)
+class Variants:
+    layer_norm: bool = False
+    zoneout_hidden: float = 0.0
+    zoneout_cell: float = 0.0
+    recurrent_dropout: float = 0.0
+    weight_drop: float = 0.0
+    peephole: bool = False
+    coupled_gates: bool = False
+
+    @property
+    def in_step(self) -> bool:
+        """Whether the step equations change (weight drop only changes W_hh beforehand)."""
+        return bool(
+            self.layer_norm
+            or self.zoneout_hidden
+            or self.zoneout_cell
+            or self.recurrent_dropout
+            or self.peephole
+            or self.coupled_gates
+        )
+
+
+def parse_variants(
+    owner: str,
+    mode: str,
+    proj_size: int,
+    layer_norm,
+    zoneout,
+    recurrent_dropout,
+    weight_drop,
+    peephole,
+    coupled_gates,
+) -> Variants:
+    if isinstance(zoneout, (tuple, list)):
+        if len(zoneout) != 2:
+            raise ValueError(f"{owner}: `zoneout` must be p or (p_h, p_c), got {zoneout!r}")
+        zoneout_hidden, zoneout_cell = zoneout
+    elif isinstance(zoneout, numbers.Real) and not isinstance(zoneout, bool):
+        zoneout_hidden, zoneout_cell = zoneout, zoneout if mode == "LSTM" else 0.0
+    else:
+        raise ValueError(f"{owner}: `zoneout` must be p or (p_h, p_c), got {zoneout!r}")
+    variants = Variants(
+        layer_norm=bool(layer_norm),
+        zoneout_hidden=check.dropout_probability(owner, "zoneout (p_h)", zoneout_hidden),
+        zoneout_cell=check.dropout_probability(owner, "zoneout (p_c)", zoneout_cell),
+        recurrent_dropout=check.dropout_probability(owner, "recurrent_dropout", recurrent_dropout),
+        weight_drop=check.dropout_probability(owner, "weight_drop", weight_drop),
+        peephole=bool(peephole),
+        coupled_gates=bool(coupled_gates),
+    )
+    if mode != "LSTM":
+        for name, used in (
+            ("peephole", variants.peephole),
+            ("coupled_gates", variants.coupled_gates),
+        ):
+            if used:
+                raise ValueError(
+                    f"{owner}: `{name}` is an LSTM option; the {mode} has no cell state or "
+                    "input/forget gate pair"
+                )
+        if variants.zoneout_cell:
+            raise ValueError(
+                f"{owner}: `zoneout` takes p_h alone for the {mode} (it has no cell state), "
+                f"got {zoneout!r}"
+            )
+    if mode == "RNN" and variants.layer_norm:  # (a plain tanh of LN'd sums: not offered yet)
+        raise ValueError(f"{owner}: `layer_norm` is offered for LSTM and GRU, not the vanilla RNN")
+    if proj_size and variants.in_step:
+        raise ValueError(
+            f"{owner}: `proj_size` cannot be combined with layer_norm, zoneout, "
+            "recurrent_dropout, peephole or coupled_gates"
+        )
+    return variants
+
+
+def variant_parameters(variants: Variants, mode: str, hidden: int, tag: str) -> dict:
+    """Names -> (shape, initial value or None for the uniform init) of the extra parameters."""
+    gate_size = {"LSTM": 4, "GRU": 3, "RNN": 1}[mode] * hidden
+    parameters = {}
+    if variants.layer_norm:
+        parameters[f"ln_ih_weight_{tag}"] = ((gate_size,), 1.0)
+        parameters[f"ln_ih_bias_{tag}"] = ((gate_size,), 0.0)
+        parameters[f"ln_hh_weight_{tag}"] = ((gate_size,), 1.0)
+        parameters[f"ln_hh_bias_{tag}"] = ((gate_size,), 0.0)
+        if mode == "LSTM":
+            parameters[f"ln_cell_weight_{tag}"] = ((hidden,), 1.0)
+            parameters[f"ln_cell_bias_{tag}"] = ((hidden,), 0.0)
+    if variants.peephole:
+        parameters[f"peephole_weight_{tag}"] = ((3 * hidden,), None)  # input, forget, output
+    return parameters
+
+
+def draw_masks(variants: Variants, training: bool, steps: int, batch: int, like: Tensor):
+    """Recurrent-dropout mask ``(N, H)`` (one per sequence) and zoneout ``(T, N, H)`` (one per
+    step), drawn from the torch RNG so a seeded run repeats. In eval: no dropout, and zoneout
+    keeps its expectation, the share p of the previous state."""
+    hidden = like.shape[-1]
+    recurrent = zone_h = zone_c = None
+    if variants.recurrent_dropout and training:
+        keep = 1 - variants.recurrent_dropout
+        recurrent = like.new_empty(batch, hidden).bernoulli_(keep) / keep
+    for p, name in ((variants.zoneout_hidden, "h"), (variants.zoneout_cell, "c")):
+        if not p:
+            continue
+        if training:
+            zone = like.new_empty(steps, batch, hidden).bernoulli_(p)
+        else:
+            zone = like.new_full((1, 1, 1), p).expand(steps, batch, hidden)
+        if name == "h":
+            zone_h = zone
+        else:
+            zone_c = zone
+    return recurrent, zone_h, zone_c
+
+
+def check_gate_init(owner: str, mode: str, bias: bool, forget_bias, init, chrono_max_len):
+    """Validated ``(forget_bias, init, chrono_max_len)``."""
+    if init not in (None, "chrono"):
+        raise ValueError(f"{owner}: `init` must be None or 'chrono', got {init!r}")
+    if (forget_bias is not None or init) and mode == "RNN":
+        raise ValueError(f"{owner}: the vanilla RNN has no forget gate to initialise")
+    if (forget_bias is not None or init) and not bias:
+        raise ValueError(f"{owner}: forget_bias and init='chrono' need bias=True")
+    if forget_bias is not None and init == "chrono":
+        raise ValueError(f"{owner}: give forget_bias or init='chrono', not both")
+    if forget_bias is not None and (
+        isinstance(forget_bias, bool) or not isinstance(forget_bias, numbers.Real)
+    ):
+        raise ValueError(f"{owner}: `forget_bias` must be a number, got {forget_bias!r}")
+    if init == "chrono":
+        if (
+            chrono_max_len is None
+            or isinstance(chrono_max_len, bool)
+            or not isinstance(chrono_max_len, numbers.Integral)
+            or chrono_max_len < 3
+        ):
+            raise ValueError(
+                f"{owner}: init='chrono' needs `chrono_max_len`, the longest dependency to "
+                f"expect in steps (an integer >= 3), got {chrono_max_len!r}"
+            )
+    elif chrono_max_len is not None:
+        raise ValueError(f"{owner}: `chrono_max_len` is only used with init='chrono'")
+    return (None if forget_bias is None else float(forget_bias)), init, chrono_max_len
+
+
+def run_variant(
+    functions, mode, variants, training, nonlinearity, x, states, weights, mask, recorder
+):
+    """One layer, one direction with variants: (output, final states, tensors for internals)."""
+    steps, batch = x.shape[0], x.shape[1]
+    recurrent, zone_h, zone_c = draw_masks(variants, training, steps, batch, states[0])
+    masks = {"recurrent_mask": recurrent, "zoneout_hidden": zone_h, "zoneout_cell": zone_c}
+    ln = [weights[k] for k in ("ln_ih_weight", "ln_ih_bias", "ln_hh_weight", "ln_hh_bias")]
+    common = (weights["weight_ih"], weights["weight_hh"], weights["bias_ih"], weights["bias_hh"])
+    if mode == "LSTM":
+        function = getattr(functions, "lstm_variant", None) or REFERENCE_VARIANTS["lstm"]
+        output, h_n, c_n, cells, gates, normalized_ih, normalized_hh, normalized_cell = function(
+            x,
+            states[0],
+            states[1],
+            *common,
+            *ln,
+            weights["ln_cell_weight"],
+            weights["ln_cell_bias"],
+            weights["peephole_weight"],
+            recurrent,
+            zone_h,
+            zone_c,
+            variants.coupled_gates,
+            mask,
+            recorder,
+        )
+        extras = {
+            "cells": cells,
+            "gates": gates,
+            "normalized_ih": normalized_ih,
+            "normalized_hh": normalized_hh,
+            "normalized_cell": normalized_cell,
+            **masks,
+        }
+        return output, (h_n, c_n), extras
+    if mode == "GRU":
+        function = getattr(functions, "gru_variant", None) or REFERENCE_VARIANTS["gru"]
+        output, h_n, gates, normalized_ih, normalized_hh = function(
+            x, states[0], *common, *ln, recurrent, zone_h, mask, recorder
+        )
+        extras = {
+            "gates": gates,
+            "normalized_ih": normalized_ih,
+            "normalized_hh": normalized_hh,
+            **masks,
+        }
+        return output, (h_n,), extras
+    function = getattr(functions, "rnn_variant", None) or REFERENCE_VARIANTS["rnn"]
+    output, h_n = function(x, states[0], *common, nonlinearity, recurrent, zone_h, mask, recorder)
+    return output, (h_n,), masks
+
+
+REFERENCE_VARIANTS = {
+    "lstm": LSTMVariantFunction.apply,
+    "gru": GRUVariantFunction.apply,
+    "rnn": RNNVariantFunction.apply,
+}
