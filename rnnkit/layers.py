@@ -361,6 +361,10 @@ class _RecurrentLayer(nn.Module):
         unsorted = None if packed is None else packed.unsorted_indices
 
         def layout(tensor: Tensor) -> Tensor:
+            if tensor.dim() == 2:  # one row per sequence (N, ·), e.g. a recurrent-dropout mask
+                if unsorted is not None:
+                    tensor = tensor.index_select(0, unsorted)
+                return tensor if batched else tensor.squeeze(0)
             if mask is not None:
                 tensor = tensor * mask
             if unsorted is not None:
@@ -388,7 +392,7 @@ class _RecurrentLayer(nn.Module):
         for name, tensor in extras.items():
             if name in ("cells", "gates") or tensor is None:
                 continue
-            more[name] = tensor if tensor.dim() == 2 else arrange(tensor.detach())
+            more[name] = layout(tensor) if tensor.dim() == 2 else arrange(tensor.detach())
         return DirectionInternals(
             hidden=layout(output.detach()),
             cell=cell,

@@ -272,3 +272,28 @@ def test_constructor_gate_init_options():
 def test_invalid_combinations(make, message):
     with pytest.raises((ValueError, TypeError), match=__import__("re").escape(message)):
         make()
+
+
+def test_variant_internals_follow_the_callers_batch_order():
+    """Packed, unsorted input: masks and normalised pre-activations come in the caller's order."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    torch.manual_seed(0)
+    layer = rnnkit.LSTM(3, 4, layer_norm=True, recurrent_dropout=0.5, zoneout=(0.3, 0.3))
+    x = torch.randn(5, 3, 3)
+    lengths = torch.tensor([2, 5, 3])
+    packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+    torch.manual_seed(1)
+    _, _, internals = layer(packed, return_internals=True)
+    extras = internals[0][0].extras
+    assert extras["recurrent_mask"].shape == (3, 4)
+    assert extras["normalized_ih"].shape == (5, 3, 16)
+    assert not extras["normalized_ih"][2:, 0].any()  # sequence 0 ends after 2 steps
+    for b, length in enumerate(lengths.tolist()):
+        alone = pack_padded_sequence(x[:length, b : b + 1], torch.tensor([length]))
+        layer.eval()  # deterministic: compare the normalised pre-activation of the input
+        _, _, single = layer(alone, return_internals=True)
+        layer.train()
+        torch.testing.assert_close(
+            extras["normalized_ih"][:length, b], single[0][0].extras["normalized_ih"][:, 0]
+        )
