@@ -224,3 +224,37 @@ def test_long_sequence_float32_rounding(mode):
         ours_errors.append((from_ours - expected).abs().max())
         assert ours_errors[-1] <= 1e-4 * expected.abs().max()  # relative to the gradient's size
     assert max(ours_errors) <= 2 * max(torch_errors)
+
+
+@pytest.mark.parametrize(
+    "mode,extra", FAMILIES, ids=[f[0] + str(i) for i, f in enumerate(FAMILIES)]
+)
+@pytest.mark.parametrize("initial", [False, True], ids=["zero", "h0"])
+def test_unbatched_input(mode, extra, initial):
+    reference, ours = twin_layers(
+        mode,
+        torch.float64,
+        3,
+        input_size=4,
+        hidden_size=5,
+        num_layers=2,
+        bidirectional=True,
+        **extra,
+    )
+    x = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    hx = None
+    if initial:
+        out_size = extra.get("proj_size", 0) or 5
+        hx = torch.randn(4, out_size, dtype=torch.float64)
+        if mode == "LSTM":
+            hx = (hx, torch.randn(4, 5, dtype=torch.float64))
+    expected_output, expected_state = reference(x, hx)
+    actual_output, actual_state = ours(x, hx)
+    assert actual_output.shape == expected_output.shape == (6, 2 * (extra.get("proj_size") or 5))
+    assert_close(actual_output, expected_output, torch.float64, "output")
+    for actual, expected in zip(states_of(actual_state), states_of(expected_state)):
+        assert actual.shape == expected.shape
+        assert_close(actual, expected, torch.float64, "state")
+    expected_grad = torch.autograd.grad(expected_output.sum(), x)[0]
+    actual_grad = torch.autograd.grad(actual_output.sum(), x)[0]
+    assert_close(actual_grad, expected_grad, torch.float64, "grad input")
