@@ -1,0 +1,187 @@
+"""Typed configuration of a language-model run: data, model, training; from TOML and flags.
+
+``RunConfig.from_sources(toml_path, overrides)`` merges, in this order, the dataclass
+defaults, a ``run.toml`` (tables ``[data]``, ``[model]``, ``[train]``) and command-line
+flags; the result is validated, saved in the run folder and printed at start.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from rnnkit.data.tokenizers import LEVELS
+from rnnkit.errors import UserError
+from rnnkit.models.language_model import ModelConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+OPTIMIZERS = ("adamw", "sgd", "rmsprop")
+SCHEDULES = ("constant", "cosine", "plateau")
+
+
+@dataclass
+class DataConfig:
+    """Where the text comes from and how it becomes tokens."""
+
+    path: str = ""
+    level: str = "char"
+    val: str | None = None  # a separate validation file; otherwise the last val_fraction
+    val_fraction: float = 0.1
+    encoding: str = "utf-8"
+    min_count: int = 1  # word level: rarer words become <unk>
+    max_vocab: int = 0  # word level: 0 keeps every word seen min_count times
+    vocab_size: int = 1000  # bpe level
+    cache_dir: str | None = None
+
+    def validate(self) -> DataConfig:
+        if self.level not in LEVELS:
+            raise UserError(f"--level must be one of {', '.join(LEVELS)}, got {self.level!r}")
+        if self.val is None and not 0.0 < self.val_fraction < 1.0:
+            raise UserError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
+        if self.min_count < 1:
+            raise UserError(f"--min-count must be at least 1, got {self.min_count}")
+        if self.max_vocab < 0 or 0 < self.max_vocab < 3:
+            raise UserError(f"--max-vocab must be 0 (no limit) or at least 3, got {self.max_vocab}")
+        if self.level == "bpe" and self.vocab_size < 257:
+            raise UserError(f"--vocab-size must be at least 257 for bpe, got {self.vocab_size}")
+        return self
+
+    def tokenizer_settings(self) -> dict:
+        if self.level == "word":
+            return {"min_count": self.min_count, "max_vocab": self.max_vocab}
+        if self.level == "bpe":
+            return {"vocab_size": self.vocab_size}
+        return {}
+
+
+@dataclass
+class TrainConfig:
+    """How to train: batches, optimizer, schedule, budget, evaluation, logging."""
+
+    batch_size: int = 64
+    seq_len: int = 100
+    optimizer: str = "adamw"
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.0
+    clip: float = 5.0  # gradient-norm clipping; 0 turns it off
+    warmup: int = 0  # steps of linear learning-rate warmup
+    schedule: str = "constant"
+    min_lr: float = 0.0  # cosine: the learning rate at the end of the budget
+    plateau_factor: float = 0.25  # plateau: multiply the rate by this when validation stalls
+    plateau_patience: int = 0  # plateau: evaluations without improvement before decaying
+    max_steps: int = 0  # 0: no step limit
+    epochs: float = 0.0  # 0: no epoch limit
+    time_budget: float = 0.0  # seconds; 0: no time limit
+    eval_every: int = 0  # steps between evaluations; 0: once per epoch
+    eval_batch_size: int = 0  # 0: the training batch size
+    patience: int = 0  # early stopping after this many evaluations without improvement; 0 off
+    log_every: int = 10
+    seed: int = 1234
+    threads: int = 0  # torch intra-op threads; 0 leaves torch's choice
+
+    def validate(self) -> TrainConfig:
+        positive = ("batch_size", "seq_len", "log_every")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise UserError(f"--{flag(name)} must be a positive integer, got {value!r}")
+        for name in ("warmup", "max_steps", "eval_every", "eval_batch_size", "patience",
+                     "plateau_patience", "threads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise UserError(f"--{flag(name)} must be a non-negative integer, got {value!r}")
+        for name in ("lr", "weight_decay", "momentum", "clip", "min_lr", "epochs", "time_budget"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                raise UserError(f"--{flag(name)} must be a finite number >= 0, got {value!r}")
+        if self.lr <= 0:
+            raise UserError(f"--lr must be positive, got {self.lr}")
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(
+                f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
+        if self.schedule not in SCHEDULES:
+            raise UserError(
+                f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
+            )
+        if not 0.0 < self.plateau_factor <= 1.0:
+            raise UserError(f"--plateau-factor must be in (0, 1], got {self.plateau_factor}")
+        if self.schedule == "cosine" and not (self.max_steps or self.epochs or self.time_budget):
+            raise UserError(
+                "--schedule cosine needs a budget to decay over: --max-steps, --epochs or "
+                "--time-budget"
+            )
+        return self
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs; saved whole in ``config.json``."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    out: str = ""
+
+    def validate(self) -> RunConfig:
+        self.data.validate()
+        self.model.validate()
+        self.train.validate()
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunConfig:
+        """Build from a (possibly partial) dict; unknown keys are refused with their name."""
+        sections = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+        unknown = set(data) - set(sections) - {"out"}
+        if unknown:
+            raise UserError(f"config: unknown section(s) {', '.join(sorted(unknown))}; "
+                            f"expected {', '.join(sections)}")
+        built = {}
+        for name, kind in sections.items():
+            values = data.get(name, {}) or {}
+            known = {item.name for item in fields(kind)}
+            extra = set(values) - known
+            if extra:
+                raise UserError(f"config [{name}]: unknown key(s) {', '.join(sorted(extra))}")
+            built[name] = kind(**values)
+        return cls(**built, out=data.get("out", ""))
+
+    @classmethod
+    def from_sources(cls, toml_path: str | None, overrides: dict) -> RunConfig:
+        """Defaults, then ``toml_path``, then ``overrides`` (``{"train.lr": 1e-3, ...}``)."""
+        data: dict = {"data": {}, "model": {}, "train": {}}
+        if toml_path:
+            path = Path(toml_path)
+            if not path.is_file():
+                raise UserError(f"--config {path} does not exist or is not a file")
+            try:
+                loaded = tomllib.loads(path.read_text(encoding="utf-8"))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+                raise UserError(f"--config {path} is not valid TOML: {error}") from None
+            for section, values in loaded.items():
+                if isinstance(values, dict):
+                    data.setdefault(section, {}).update(values)
+                else:
+                    data[section] = values
+        for dotted, value in overrides.items():
+            section, _, key = dotted.partition(".")
+            if key:
+                data.setdefault(section, {})[key] = value
+            else:
+                data[section] = value
+        return cls.from_dict(data).validate()
+
+
+def flag(name: str) -> str:
+    return name.replace("_", "-")
