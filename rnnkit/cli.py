@@ -15,7 +15,10 @@ import sys
 from rnnkit import __version__
 from rnnkit.errors import UserError
 
-COMMAND_MODULES = ("rnnkit.commands.demo",)
+COMMAND_MODULES = (
+    "rnnkit.commands.demo",
+    "rnnkit.commands.train", "rnnkit.commands.sample", "rnnkit.commands.eval",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

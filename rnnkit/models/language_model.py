@@ -143,3 +143,82 @@ def select_state(state, index: Tensor):
     if isinstance(state, tuple):
         return tuple(part.index_select(1, index) for part in state)
     return state.index_select(1, index)
+
+
+def _prime(model: LanguageModel, prime_ids: list[int]):
+    """Run the prime through the model: the logits for the next token and the state."""
+    if not prime_ids:
+        raise ValueError("generation needs at least one prime token")
+    tokens = torch.tensor(prime_ids, dtype=torch.long).unsqueeze(1)  # (L, 1)
+    logits, state = model(tokens)
+    return logits[-1, 0], state  # (V,)
+
+
+def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
+    """Keep the ``top_k`` largest logits and the smallest set whose probability reaches
+    ``top_p`` (nucleus sampling, Holtzman et al. 2019, arXiv 1904.09751); mask the rest."""
+    if top_k and top_k < logits.numel():
+        threshold = logits.topk(top_k).values[-1]
+        logits = logits.masked_fill(logits < threshold, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = logits.sort(descending=True)
+        cumulative = sorted_logits.softmax(-1).cumsum(-1)
+        remove = cumulative > top_p
+        remove[1:] = remove[:-1].clone()  # keep the token that crosses top_p
+        remove[0] = False
+        logits = logits.masked_fill(remove.scatter(0, order, remove), float("-inf"))
+    return logits
+
+
+@torch.no_grad()
+def generate(
+    model: LanguageModel,
+    prime_ids: list[int],
+    length: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    greedy: bool = False,
+    generator: torch.Generator | None = None,
+):
+    """Yield ``length`` token ids, one at a time, continuing ``prime_ids``.
+
+    Sampling from ``softmax(logits / temperature)`` after top-k / top-p filtering, or the
+    most likely token with ``greedy``.
+    """
+    model.eval()
+    logits, state = _prime(model, prime_ids)
+    for _ in range(length):
+        if greedy:
+            token = int(logits.argmax())
+        else:
+            filtered = filter_logits(logits / temperature, top_k, top_p)
+            token = int(torch.multinomial(filtered.softmax(-1), 1, generator=generator))
+        yield token
+        output, state = model(torch.tensor([[token]]), state)
+        logits = output[0, 0]
+
+
+@torch.no_grad()
+def beam_search(model: LanguageModel, prime_ids: list[int], length: int, width: int):
+    """The ``length`` tokens after ``prime_ids`` with the highest total log-probability found
+    by a beam of ``width``; returns ``(token ids, total log-probability)``."""
+    model.eval()
+    logits, state = _prime(model, prime_ids)
+    scores = logits.log_softmax(-1)  # (V,)
+    scores, tokens = scores.topk(min(width, scores.numel()))
+    beams = [[int(token)] for token in tokens]
+    index = torch.zeros(len(beams), dtype=torch.long)
+    state = select_state(state, index)  # (layers, W, H)
+    for _ in range(length - 1):
+        output, state = model(torch.tensor([beam[-1] for beam in beams]).unsqueeze(0), state)
+        candidates = scores.unsqueeze(1) + output[0].log_softmax(-1)  # (W, V)
+        vocab = candidates.shape[1]
+        scores, flat = candidates.flatten().topk(min(width, candidates.numel()))
+        parents = flat // vocab
+        beams = [beams[int(parent)] + [int(token)] for parent, token in
+                 zip(parents, flat % vocab)]
+        state = select_state(state, parents)
+    best = int(scores.argmax())
+    return beams[best], float(scores[best])

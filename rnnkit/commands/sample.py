@@ -1,0 +1,113 @@
+"""``rnnkit sample RUN``: generate text from a trained language model, streamed to stdout."""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from rnnkit.data.tokenizers import END_OF_LINE, UNKNOWN, Tokenizer, UnknownTokenError
+from rnnkit.errors import UserError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("sample", help="generate text from a trained run")
+    parser.add_argument("run", metavar="RUN", help="a run folder (its best checkpoint)")
+    parser.add_argument("--prime", default="", help="text to start from (default: a line break)")
+    parser.add_argument("--length", type=int, default=500, help="tokens to generate (500)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="below 1: safer text")
+    parser.add_argument("--top-k", type=int, default=0, help="sample among the K likeliest")
+    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass")
+    parser.add_argument("--greedy", action="store_true", help="always the likeliest token")
+    parser.add_argument("--beam", type=int, default=0, metavar="W",
+                        help="beam search of width W (prints when done)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed for sampling")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    parser.set_defaults(handler=run)
+
+
+class TextStream:
+    """Turns generated ids into text pieces as they come (byte-level BPE may need several
+    ids for one character; words need a space between them)."""
+
+    def __init__(self, tokenizer: Tokenizer, after: str) -> None:
+        self.tokenizer = tokenizer
+        self.pending: list[int] = []
+        self.at_line_start = after == "" or after.endswith("\n")
+
+    def push(self, token: int) -> str:
+        tokenizer = self.tokenizer
+        if tokenizer.level == "word":
+            word = tokenizer.vocab[token]
+            if word == END_OF_LINE:
+                self.at_line_start = True
+                return "\n"
+            piece = word if self.at_line_start else " " + word
+            self.at_line_start = False
+            return piece
+        self.pending.append(token)
+        text = tokenizer.decode(self.pending)
+        if text.endswith("\ufffd") and len(self.pending) < 4:  # an unfinished UTF-8 sequence
+            return ""
+        self.pending = []
+        return text
+
+
+def check_arguments(args) -> None:
+    if args.length < 1:
+        raise UserError(f"--length must be at least 1, got {args.length}")
+    if not args.temperature > 0:
+        raise UserError(f"--temperature must be positive, got {args.temperature}")
+    if args.top_k < 0:
+        raise UserError(f"--top-k must be 0 (off) or positive, got {args.top_k}")
+    if not 0 < args.top_p <= 1:
+        raise UserError(f"--top-p must be in (0, 1], got {args.top_p}")
+    if args.beam < 0:
+        raise UserError(f"--beam must be 0 (off) or a positive width, got {args.beam}")
+    if sum((args.greedy, args.beam > 0)) > 1:
+        raise UserError("choose one of --greedy and --beam")
+
+
+def prime_ids(tokenizer: Tokenizer, prime: str) -> list[int]:
+    text = prime or "\n"
+    try:
+        ids = tokenizer.encode(text)
+    except UnknownTokenError as error:
+        raise UserError(f"--prime {prime!r}: {error}") from None
+    if tokenizer.level == "word":
+        unknown = tokenizer.unknown_symbols(text)
+        if unknown:
+            print(f"rnnkit: note: --prime word(s) {', '.join(unknown[:5])} are not in the "
+                  f"vocabulary and are read as {UNKNOWN}", file=sys.stderr)
+        if not ids:
+            ids = tokenizer.encode("\n")  # a blank prime: start after a line end (<eos>)
+    return ids
+
+
+def run(args) -> int:
+    from rnnkit.models.language_model import beam_search, generate
+    from rnnkit.train.runs import load_run
+
+    check_arguments(args)
+    model, tokenizer, _ = load_run(args.run, args.checkpoint)
+    ids = prime_ids(tokenizer, args.prime)
+    stream = TextStream(tokenizer, args.prime)
+    sys.stdout.write(args.prime)
+    if args.beam:
+        tokens, _ = beam_search(model, ids, args.length, args.beam)
+        sys.stdout.write("".join(stream.push(token) for token in tokens))
+    else:
+        generator = torch.Generator()
+        if args.seed is not None:
+            generator.manual_seed(args.seed)
+        else:
+            generator.seed()
+        for token in generate(model, ids, args.length, temperature=args.temperature,
+                              top_k=args.top_k, top_p=args.top_p, greedy=args.greedy,
+                              generator=generator):
+            sys.stdout.write(stream.push(token))
+            sys.stdout.flush()
+    if stream.pending:
+        sys.stdout.write(tokenizer.decode(stream.pending))
+    sys.stdout.write("\n")
+    return 0

@@ -1,0 +1,150 @@
+"""``rnnkit train PATH``: train a character, word or BPE language model on a text corpus.
+
+Settings come from the dataclass defaults, then ``--config run.toml``, then flags; the
+resolved configuration is printed at start (as TOML, reusable with ``--config``) and saved
+in the run folder. ``--resume RUN`` continues a run exactly; Ctrl-C saves and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rnnkit.errors import UserError
+from rnnkit.train.metrics import bits_per_token, perplexity
+from rnnkit.train.pipeline import resume_run, start_run
+
+# flag -> (config key, type, help); every flag defaults to "not given" so TOML values hold
+FLAGS = {
+    "--level": ("data.level", str, "char | word | bpe (default char)"),
+    "--val": ("data.val", str, "validation text file (default: the last --val-fraction)"),
+    "--val-fraction": ("data.val_fraction", float, "share of the corpus kept for validation"),
+    "--encoding": ("data.encoding", str, "text encoding of the corpus (default utf-8)"),
+    "--min-count": ("data.min_count", int, "word level: rarer words become <unk>"),
+    "--max-vocab": ("data.max_vocab", int, "word level: keep at most this many words"),
+    "--vocab-size": ("data.vocab_size", int, "bpe level: vocabulary size (default 1000)"),
+    "--cache-dir": ("data.cache_dir", str, "token cache (default $RNNKIT_CACHE or ~/.cache)"),
+    "--cell": ("model.cell", str, "rnn | gru | lstm (default lstm)"),
+    "--layers": ("model.layers", int, "recurrent layers (default 2)"),
+    "--hidden": ("model.hidden", int, "hidden units per layer (default 256)"),
+    "--embedding": ("model.embedding", int, "embedding size (default 64)"),
+    "--dropout": ("model.dropout", float, "dropout on embeddings, between layers, on outputs"),
+    "--forget-bias": ("model.forget_bias", float, "initial forget-gate (GRU: update) bias"),
+    "--init": ("model.init", str, "default | chrono (Tallec & Ollivier 2018)"),
+    "--chrono-max-len": ("model.chrono_max_len", int, "chrono: longest memory (default seq-len)"),
+    "--backend": ("model.backend", str, "auto | fused | reference"),
+    "--batch-size": ("train.batch_size", int, "streams per batch (default 64)"),
+    "--seq-len": ("train.seq_len", int, "truncated-BPTT length (default 100)"),
+    "--optimizer": ("train.optimizer", str, "adamw | sgd | rmsprop (default adamw)"),
+    "--lr": ("train.lr", float, "learning rate (default 2e-3)"),
+    "--weight-decay": ("train.weight_decay", float, "weight decay (default 0)"),
+    "--momentum": ("train.momentum", float, "sgd / rmsprop momentum (default 0)"),
+    "--clip": ("train.clip", float, "gradient-norm clipping, 0 off (default 5)"),
+    "--warmup": ("train.warmup", int, "steps of linear warmup (default 0)"),
+    "--schedule": ("train.schedule", str, "constant | cosine | plateau (default constant)"),
+    "--min-lr": ("train.min_lr", float, "cosine: final learning rate (default 0)"),
+    "--plateau-factor": ("train.plateau_factor", float, "plateau: decay factor (default 0.25)"),
+    "--plateau-patience": ("train.plateau_patience", int, "plateau: evaluations to wait"),
+    "--max-steps": ("train.max_steps", int, "stop after this many steps (0: no limit)"),
+    "--epochs": ("train.epochs", float, "stop after this many passes (0: no limit)"),
+    "--time-budget": ("train.time_budget", float, "stop after this many seconds (0: no limit)"),
+    "--eval-every": ("train.eval_every", int, "steps between evaluations (0: once per epoch)"),
+    "--eval-batch-size": ("train.eval_batch_size", int, "streams for evaluation (0: batch size)"),
+    "--patience": ("train.patience", int, "early stopping after N evaluations without gain"),
+    "--log-every": ("train.log_every", int, "steps between metrics.jsonl lines (default 10)"),
+    "--seed": ("train.seed", int, "random seed (default 1234)"),
+    "--threads": ("train.threads", int, "torch threads (0: torch's choice)"),
+}
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a language model on a text file or folder",
+        description=__doc__.splitlines()[0],
+    )
+    parser.add_argument("path", nargs="?", metavar="PATH", help="a UTF-8 text file or folder")
+    parser.add_argument("--config", metavar="TOML", help="a run.toml with [data] [model] [train]")
+    parser.add_argument("--out", metavar="RUN", help="run folder (default runs/<corpus>-<level>)")
+    parser.add_argument("--resume", metavar="RUN", help="continue this run exactly")
+    parser.add_argument("--tie-weights", action="store_const", const=True, default=None,
+                        help="decoder shares the embedding matrix (needs --embedding = --hidden)")
+    parser.add_argument("--bidirectional", action="store_const", const=True, default=None,
+                        help=argparse.SUPPRESS)  # refused with a message: a language model
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for name, (_, kind, text) in FLAGS.items():
+        parser.add_argument(name, type=kind, default=None, help=text)
+    parser.set_defaults(handler=run)
+
+
+def overrides_from(args) -> dict:
+    overrides = {key: getattr(args, name[2:].replace("-", "_")) for name, (key, _, _) in
+                 FLAGS.items()}
+    overrides["model.tie_weights"] = args.tie_weights
+    overrides["model.bidirectional"] = args.bidirectional
+    overrides["data.path"] = args.path
+    overrides["out"] = args.out
+    return {key: value for key, value in overrides.items() if value is not None}
+
+
+def to_toml(config: dict) -> str:
+    lines = []
+    for key, value in config.items():
+        if not isinstance(value, dict) and value is not None:
+            lines.append(f"{key} = {_toml_value(value)}")
+    for section, values in config.items():
+        if isinstance(values, dict):
+            lines.append(f"\n[{section}]")
+            for key, value in values.items():
+                if value is None:
+                    lines.append(f"# {key} not set")
+                else:
+                    lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def run(args) -> int:
+    from rnnkit.train.config import RunConfig
+
+    overrides = overrides_from(args)
+    progress = not args.no_progress and sys.stderr.isatty()
+    if args.resume:
+        if args.config:
+            raise UserError("--resume takes its settings from the run; drop --config")
+        overrides.pop("data.path", None)
+        overrides.pop("out", None)
+        trainer = resume_run(args.resume, overrides, progress=progress)
+        print(f"Resuming {args.resume} at step {trainer.progress.step}")
+    else:
+        if not args.path and not args.config:
+            raise UserError("give the corpus: rnnkit train PATH (a text file or folder)")
+        config = RunConfig.from_sources(args.config, overrides)
+        if not config.data.path:
+            raise UserError("give the corpus: rnnkit train PATH, or [data] path in --config")
+        trainer = start_run(config, progress=progress)
+        print(f"# rnnkit train: resolved configuration (saved in {trainer.run_dir}/config.json)")
+        print(to_toml(trainer.config.to_dict()), flush=True)
+    data, model = trainer.data, trainer.model
+    parameters = sum(p.numel() for p in model.parameters())
+    print(f"{len(data.train):,} training and {len(data.valid):,} validation tokens, vocabulary "
+          f"{data.tokenizer.vocab_size}{' (token cache reused)' if data.cache_hit else ''}; "
+          f"{parameters:,} parameters", flush=True)
+    result = trainer.fit()
+    best = result.best_val_loss
+    summary = (f"best validation loss {best:.4f} nats/token (perplexity {perplexity(best):.2f}, "
+               f"{bits_per_token(best):.3f} bits/token)" if best < float("inf")
+               else "no evaluation yet")
+    if result.stopped == "interrupted":
+        print(f"Interrupted at step {result.steps}; saved {result.run_dir}/last; {summary}. "
+              f"Continue with: rnnkit train --resume {result.run_dir}")
+        return 130
+    print(f"Stopped at step {result.steps} ({result.stopped.replace('_', ' ')}); {summary}. "
+          f"Sample with: rnnkit sample {result.run_dir}")
+    return 0
