@@ -17,7 +17,7 @@ from rnnkit.train.checkpoint import load_checkpoint
 from rnnkit.train.metrics import read_metrics
 from rnnkit.train.pipeline import resume_run, start_run
 from rnnkit.train.trainer import TrainingDiverged
-from tests.lm_helpers import VERSE, tiny_config, write_corpus
+from tests.test_lm_helpers import VERSE, tiny_config, write_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 
