@@ -124,3 +124,14 @@ def test_split_and_val_file(tmp_path):
     config = DataConfig(path=str(corpus), val=str(tmp_path / "val.txt"), cache_dir=str(tmp_path))
     with pytest.raises(UserError, match="--val file .*val.txt: .*'x', 'y', 'z'"):
         prepare_language_data(config.validate())
+
+
+def test_vocab_from_adds_words_without_training_on_them(tmp_path):
+    corpus = tmp_path / "train.txt"
+    corpus.write_text("the cat sat\n" * 20)
+    (tmp_path / "test.txt").write_text("the dog sat\n")
+    config = DataConfig(path=str(corpus), level="word", cache_dir=str(tmp_path),
+                        vocab_from=[str(tmp_path / "test.txt")])
+    data = prepare_language_data(config.validate())
+    assert "dog" in data.tokenizer.vocab
+    assert data.tokenizer.vocab.index("dog") not in set(np.asarray(data.train).tolist())

@@ -70,6 +70,8 @@ def register(subparsers) -> None:
                         help="decoder shares the embedding matrix (needs --embedding = --hidden)")
     parser.add_argument("--bidirectional", action="store_const", const=True, default=None,
                         help=argparse.SUPPRESS)  # refused with a message: a language model
+    parser.add_argument("--vocab-from", action="append", metavar="FILE",
+                        help="also add this text's symbols to the vocabulary (repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     for name, (_, kind, text) in FLAGS.items():
         parser.add_argument(name, type=kind, default=None, help=text)
@@ -82,6 +84,7 @@ def overrides_from(args) -> dict:
     overrides["model.tie_weights"] = args.tie_weights
     overrides["model.bidirectional"] = args.bidirectional
     overrides["data.path"] = args.path
+    overrides["data.vocab_from"] = args.vocab_from
     overrides["out"] = args.out
     return {key: value for key, value in overrides.items() if value is not None}
 

@@ -7,6 +7,7 @@ the tokenizer, tokenises into the memmap cache, and splits off validation: the l
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from rnnkit.data.cache import encode_corpus, tokenizer_for
 from rnnkit.data.corpus import Corpus
-from rnnkit.data.tokenizers import Tokenizer, UnknownTokenError
+from rnnkit.data.tokenizers import Tokenizer, UnknownTokenError, train_tokenizer
 from rnnkit.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,12 @@ def prepare_language_data(
     A resumed run passes its saved ``tokenizer``; otherwise one is trained (or cached).
     """
     corpus = Corpus(config.path, config.encoding)
-    if tokenizer is None:
+    if tokenizer is None and config.vocab_from:
+        extra = [Corpus(path, config.encoding, what="--vocab-from") for path in config.vocab_from]
+        read = Corpus.lines if config.level == "bpe" else Corpus.chunks
+        texts = itertools.chain(read(corpus), *(read(other) for other in extra))
+        tokenizer = train_tokenizer(config.level, texts, **config.tokenizer_settings())
+    elif tokenizer is None:
         tokenizer, _ = tokenizer_for(
             corpus, config.level, config.tokenizer_settings(), config.cache_dir
         )

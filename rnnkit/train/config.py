@@ -38,6 +38,9 @@ class DataConfig:
     max_vocab: int = 0  # word level: 0 keeps every word seen min_count times
     vocab_size: int = 1000  # bpe level
     cache_dir: str | None = None
+    # texts whose symbols join the vocabulary without being trained on (pytorch/examples
+    # word_language_model builds its dictionary from train, valid and test alike)
+    vocab_from: list[str] = field(default_factory=list)
 
     def validate(self) -> DataConfig:
         if self.level not in LEVELS:
