@@ -1,0 +1,10 @@
+"""The fused fast path: C++ kernels for the RNN, GRU and LSTM, forward and backward.
+
+The same loop and the same names as :mod:`rnnkit.bptt`, in C++ (``csrc/``), built once into a
+user cache directory and loaded by :func:`load_functions`, which :mod:`rnnkit.backends` calls.
+It returns ``None`` (after one warning) where the kernels cannot be built.
+"""
+
+from rnnkit.kernels.loader import KernelBuildError, build, cache_directory, load_functions
+
+__all__ = ["KernelBuildError", "build", "cache_directory", "load_functions"]

@@ -1,0 +1,263 @@
+// rnnkit fused kernels: the pieces the three families share (BLAS calls, packed recurrent
+// weights, activations, the parallel pointwise loop).
+//
+// Shape contracts, for every kernel in this folder (time-major, one layer, one direction):
+//   T steps, N batch, I input size, H hidden size, P output size (= H, or proj_size for a
+//   projected LSTM), G = gates * H (LSTM 4H: input, forget, cell, output; GRU 3H: reset,
+//   update, new; RNN H).
+//   x          [T, N, I]      contiguous
+//   weight_ih  [G, I]         weight_hh [G, P]      bias [G]      weight_hr [P, H]
+//   mask       [T, N, 1]      0/1 in x's dtype, or undefined (every sequence runs T steps);
+//                             at mask 0 a sequence's state is held and its output is zero
+//   hiddens    [T + 1, N, P]  h_0 .. h_T, saved for backward (h_{t-1} feeds dW_hh)
+//   cells      [T + 1, N, H]  c_0 .. c_T (LSTM), saved for backward
+//   gates      [T, N, G]      post-activation gates, saved for backward; during the forward
+//                             the same buffer first holds the input projection of every step
+//   hidden_new [T, N, H]      GRU only: W_hn h_{t-1} + b_hn, which the reset gate multiplies
+// Backward returns the gradients of the forward's differentiable inputs, plus, when asked,
+// dL/dh_t [T, N, P] and dL/dc_t [T, N, H] for every step (zero where the mask is 0).
+//
+// Every buffer is allocated once per call; the time loop only runs one recurrent GEMM into a
+// preallocated slice and one fused pointwise pass per step.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <vector>
+
+namespace rnnkit {
+
+using at::Tensor;
+using OptionalTensor = std::optional<Tensor>;
+
+// ---- BLAS -------------------------------------------------------------------------------------
+// torch's x86 wheels carry MKL and export its BLAS symbols; the loader defines RNNKIT_WITH_MKL
+// when it finds them. Then the per-step GEMMs call MKL directly (no dispatcher, no tensor
+// objects per step) and the recurrent weight is packed once per sequence (cblas_sgemm_pack).
+// Without MKL the same calls go through at::addmm_out on views of the preallocated buffers.
+
+#ifdef RNNKIT_WITH_MKL
+extern "C" {
+void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
+            const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
+            const float* beta, float* c, const int* ldc);
+void dgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
+            const double* alpha, const double* a, const int* lda, const double* b,
+            const int* ldb, const double* beta, double* c, const int* ldc);
+size_t cblas_sgemm_pack_get_size(int identifier, int m, int n, int k);
+void cblas_sgemm_pack(int layout, int identifier, int trans, int m, int n, int k, float alpha,
+                      const float* src, int ld, float* dest);
+void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k,
+                         const float* a, int lda, const float* b, int ldb, float beta, float* c,
+                         int ldc);
+void cblas_gemm_bf16bf16f32(int layout, int transa, int transb, int m, int n, int k,
+                            float alpha, const uint16_t* a, int lda, const uint16_t* b, int ldb,
+                            float beta, float* c, int ldc);
+}
+enum CblasValue : int {
+  kRowMajor = 101, kNoTrans = 111, kTrans = 112, kPacked = 151, kBMatrix = 162
+};
+#endif
+
+// Row-major C[m, n] = alpha * op(A)[m, k] @ op(B)[k, n] + beta * C.
+template <typename scalar_t>
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, scalar_t alpha,
+          const scalar_t* a, int64_t lda, const scalar_t* b, int64_t ldb, scalar_t beta,
+          scalar_t* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+#ifdef RNNKIT_WITH_MKL
+  // column-major BLAS computes C^T = op(B)^T op(A)^T
+  const char ta = trans_a ? 'T' : 'N', tb = trans_b ? 'T' : 'N';
+  const int mi = int(m), ni = int(n), ki = int(k), la = int(lda), lb = int(ldb), lc = int(ldc);
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    sgemm_(&tb, &ta, &ni, &mi, &ki, &alpha, b, &lb, a, &la, &beta, c, &lc);
+  } else {
+    dgemm_(&tb, &ta, &ni, &mi, &ki, &alpha, b, &lb, a, &la, &beta, c, &lc);
+  }
+#else
+  auto options = at::TensorOptions().dtype(c10::CppTypeToScalarType<scalar_t>::value);
+  auto view = [&](const scalar_t* p, int64_t rows, int64_t cols, int64_t ld, bool trans) {
+    auto t = at::from_blob(const_cast<scalar_t*>(p), {trans ? cols : rows, trans ? rows : cols},
+                           {ld, 1}, options);
+    return trans ? t.t() : t;
+  };
+  auto out = at::from_blob(c, {m, n}, {ldc, 1}, options);
+  auto left = view(a, m, k, lda, trans_a), right = view(b, k, n, ldb, trans_b);
+  if (beta == scalar_t(0)) {
+    at::mm_out(out, left, right);
+    if (alpha != scalar_t(1)) out.mul_(alpha);
+  } else {
+    at::addmm_out(out, out, left, right, beta, alpha);
+  }
+#endif
+}
+
+// C[m, n] (+)= A[m, k] @ op(B) with the same B for every step of a sequence: packed once.
+template <typename scalar_t>
+class RecurrentGemm {
+ public:
+  RecurrentGemm(int64_t m, int64_t n, int64_t k, const scalar_t* b, int64_t ldb, bool trans_b)
+      : m_(m), n_(n), k_(k), b_(b), ldb_(ldb), trans_b_(trans_b) {
+#ifdef RNNKIT_WITH_MKL
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      if (m > 0 && n > 0 && k > 0) {
+        const size_t bytes = cblas_sgemm_pack_get_size(kBMatrix, int(m), int(n), int(k));
+        packed_.reset(new float[bytes / sizeof(float) + 16]);
+        cblas_sgemm_pack(kRowMajor, kBMatrix, trans_b ? kTrans : kNoTrans, int(m), int(n),
+                         int(k), 1.0f, b, int(ldb), packed_.get());
+      }
+    }
+#endif
+  }
+
+  void run(const scalar_t* a, int64_t lda, scalar_t beta, scalar_t* c, int64_t ldc) const {
+    if (m_ == 0 || n_ == 0) return;
+    if (k_ == 0) {
+      for (int64_t row = 0; row < m_; ++row)
+        for (int64_t col = 0; col < n_; ++col) c[row * ldc + col] *= beta;
+      return;
+    }
+#ifdef RNNKIT_WITH_MKL
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, int(m_), int(n_), int(k_), a, int(lda),
+                          packed_.get(), int(ldb_), beta, c, int(ldc));
+      return;
+    }
+#endif
+    gemm<scalar_t>(false, trans_b_, m_, n_, k_, scalar_t(1), a, lda, b_, ldb_, beta, c, ldc);
+  }
+
+ private:
+  int64_t m_, n_, k_;
+  const scalar_t* b_;
+  int64_t ldb_;
+  bool trans_b_;
+  std::unique_ptr<float[]> packed_;
+};
+
+// ---- activations ------------------------------------------------------------------------------
+// float: Cephes' expf polynomial (about 1 ulp), branch-free so the compiler vectorises the
+// pointwise loops; double: libm, to stay within 1e-10 of the reference.
+
+inline float exp_float(float x) {
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  float whole = std::floor(x * 1.44269504088896341f + 0.5f);  // round(x / ln 2)
+  float r = x - whole * 0.693359375f + whole * 2.12194440e-4f;  // x - whole * ln 2, in two parts
+  float y = 1.9875691500e-4f;
+  y = y * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = y * r * r + r + 1.0f;
+  const int32_t bits = (int32_t(whole) + 127) << 23;  // 2^whole
+  return y * __builtin_bit_cast(float, bits);
+}
+
+template <typename scalar_t>
+inline scalar_t sigmoid(scalar_t x);
+template <>
+inline float sigmoid<float>(float x) {
+  return 1.0f / (1.0f + exp_float(-x));
+}
+template <>
+inline double sigmoid<double>(double x) {
+  return 1.0 / (1.0 + std::exp(-x));
+}
+
+template <typename scalar_t>
+inline scalar_t tanh_(scalar_t x);
+template <>
+inline float tanh_<float>(float x) {
+  const float e = exp_float(-2.0f * std::fabs(x));
+  return std::copysign((1.0f - e) / (1.0f + e), x);
+}
+template <>
+inline double tanh_<double>(double x) {
+  return std::tanh(x);
+}
+
+// ---- the pointwise pass -----------------------------------------------------------------------
+// fn(row, begin, end) over the columns [begin, end) of `rows` rows of `width` elements; split
+// over the cores only when a step has enough elements to pay for waking the second thread.
+constexpr int64_t kParallelGrain = 16384;
+
+template <typename F>
+inline void for_each_segment(int64_t rows, int64_t width, const F& fn) {
+  const int64_t total = rows * width;
+  auto body = [&](int64_t begin, int64_t end) {
+    while (begin < end) {
+      const int64_t row = begin / width, column = begin % width;
+      const int64_t stop = std::min(width, column + (end - begin));
+      fn(row, column, stop);
+      begin += stop - column;
+    }
+  };
+  if (total < 2 * kParallelGrain || at::get_num_threads() == 1) {
+    body(0, total);
+  } else {
+    at::parallel_for(0, total, kParallelGrain, body);
+  }
+}
+
+// ---- helpers for the bindings -----------------------------------------------------------------
+inline const Tensor* get(const OptionalTensor& tensor) {
+  return tensor.has_value() && tensor->defined() ? &*tensor : nullptr;
+}
+
+template <typename scalar_t>
+inline const scalar_t* data_or_null(const Tensor* tensor) {
+  return tensor == nullptr ? nullptr : tensor->data_ptr<scalar_t>();
+}
+
+// 1 where the sequence still runs at step t for batch row n (mask [T, N, 1] flattened).
+template <typename scalar_t>
+inline bool running(const scalar_t* mask, int64_t t, int64_t batch, int64_t row) {
+  return mask == nullptr || mask[t * batch + row] != scalar_t(0);
+}
+
+// Time-batched weight gradient: sum_t grad[t]^T @ inputs[t], i.e. [T*N, G]^T @ [T*N, K].
+inline Tensor weight_gradient(const Tensor& grad, const Tensor& inputs) {
+  const auto columns = grad.size(-1);
+  return at::mm(grad.reshape({-1, columns}).t(), inputs.reshape({-1, inputs.size(-1)}));
+}
+
+std::vector<Tensor> lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0,
+                                 const Tensor& weight_ih, const Tensor& weight_hh,
+                                 const OptionalTensor& bias, const OptionalTensor& weight_hr,
+                                 const OptionalTensor& mask);
+std::vector<Tensor> lstm_backward(const OptionalTensor& grad_output,
+                                  const OptionalTensor& grad_h_n, const OptionalTensor& grad_c_n,
+                                  const Tensor& x, const Tensor& weight_ih,
+                                  const Tensor& weight_hh, const OptionalTensor& weight_hr,
+                                  const Tensor& hiddens, const Tensor& cells, const Tensor& gates,
+                                  const OptionalTensor& mask, bool record, bool has_bias,
+                                  std::vector<bool> needs);
+std::vector<Tensor> lstm_forward_bf16(const Tensor& x, const Tensor& h0, const Tensor& c0,
+                                      const Tensor& weight_ih, const Tensor& weight_hh,
+                                      const OptionalTensor& bias, const OptionalTensor& mask);
+std::vector<Tensor> gru_forward(const Tensor& x, const Tensor& h0, const Tensor& weight_ih,
+                                const Tensor& weight_hh, const OptionalTensor& bias_ih,
+                                const OptionalTensor& bias_hh, const OptionalTensor& mask);
+std::vector<Tensor> gru_backward(const OptionalTensor& grad_output,
+                                 const OptionalTensor& grad_h_n, const Tensor& x,
+                                 const Tensor& weight_ih, const Tensor& weight_hh,
+                                 const Tensor& hiddens, const Tensor& gates,
+                                 const Tensor& hidden_new, const OptionalTensor& mask, bool record,
+                                 bool has_bias, std::vector<bool> needs);
+std::vector<Tensor> rnn_forward(const Tensor& x, const Tensor& h0, const Tensor& weight_ih,
+                                const Tensor& weight_hh, const OptionalTensor& bias, bool relu,
+                                const OptionalTensor& mask);
+std::vector<Tensor> rnn_backward(const OptionalTensor& grad_output,
+                                 const OptionalTensor& grad_h_n, const Tensor& x,
+                                 const Tensor& weight_ih, const Tensor& weight_hh,
+                                 const Tensor& hiddens, const OptionalTensor& mask, bool relu,
+                                 bool record, bool has_bias, std::vector<bool> needs);
+
+}  // namespace rnnkit

@@ -1,0 +1,155 @@
+// GRU (torch's variant: n = tanh(W_in x + b_in + r * (W_hn h + b_hn))), forward and backward
+// through time; the loop of bptt/gru.py. Shapes: see common.h. G = 3H: reset, update, new.
+#include "common.h"
+
+namespace rnnkit {
+
+std::vector<Tensor> gru_forward(const Tensor& x_in, const Tensor& h0, const Tensor& weight_ih,
+                                const Tensor& weight_hh_in, const OptionalTensor& bias_ih,
+                                const OptionalTensor& bias_hh, const OptionalTensor& mask_in) {
+  const Tensor x = x_in.contiguous(), weight_hh = weight_hh_in.contiguous();
+  const int64_t steps = x.size(0), batch = x.size(1), features = x.size(2);
+  const int64_t hidden = h0.size(1), width = 3 * hidden;
+  Tensor hiddens = at::empty({steps + 1, batch, hidden}, x.options());
+  Tensor gates = at::empty({steps, batch, width}, x.options());
+  Tensor hidden_new = at::empty({steps, batch, hidden}, x.options());  // W_hn h_{t-1} + b_hn
+  Tensor from_hidden = at::empty({batch, width}, x.options());  // one step's h W_hh^T
+  const Tensor recurrent_bias = get(bias_hh) ? bias_hh->contiguous() : at::zeros({width}, x.options());
+  hiddens[0].copy_(h0);
+  const Tensor flat = x.view({steps * batch, features});
+  Tensor gates_flat = gates.view({steps * batch, width});
+  if (get(bias_ih)) {
+    at::addmm_out(gates_flat, *bias_ih, flat, weight_ih.t());
+  } else {
+    at::mm_out(gates_flat, flat, weight_ih.t());
+  }
+  const Tensor mask = get(mask_in) ? mask_in->contiguous() : Tensor();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_forward", [&] {
+    scalar_t* gate_data = gates.data_ptr<scalar_t>();
+    scalar_t* hidden_data = hiddens.data_ptr<scalar_t>();
+    scalar_t* new_data = hidden_new.data_ptr<scalar_t>();
+    scalar_t* from_hidden_data = from_hidden.data_ptr<scalar_t>();
+    const scalar_t* bias_data = recurrent_bias.data_ptr<scalar_t>();
+    const scalar_t* mask_data = mask.defined() ? mask.data_ptr<scalar_t>() : nullptr;
+    const RecurrentGemm<scalar_t> recurrent(batch, width, hidden,
+                                            weight_hh.data_ptr<scalar_t>(), hidden, true);
+    for (int64_t t = 0; t < steps; ++t) {
+      const scalar_t* h_previous = hidden_data + t * batch * hidden;
+      scalar_t* h_next = hidden_data + (t + 1) * batch * hidden;
+      recurrent.run(h_previous, hidden, scalar_t(0), from_hidden_data, width);
+      for_each_segment(batch, hidden, [&](int64_t row, int64_t begin, int64_t end) {
+        scalar_t* __restrict__ reset = gate_data + (t * batch + row) * width;  // W_i x + b_i
+        scalar_t* __restrict__ update = reset + hidden;
+        scalar_t* __restrict__ candidate = reset + 2 * hidden;
+        const scalar_t* __restrict__ from_h = from_hidden_data + row * width;
+        const scalar_t* __restrict__ b = bias_data;
+        scalar_t* __restrict__ saved = new_data + (t * batch + row) * hidden;
+        const scalar_t* __restrict__ h_old = h_previous + row * hidden;
+        scalar_t* __restrict__ h_new = h_next + row * hidden;
+        for (int64_t j = begin; j < end; ++j) {
+          const scalar_t r = sigmoid(reset[j] + (from_h[j] + b[j]));
+          const scalar_t z = sigmoid(update[j] + (from_h[hidden + j] + b[hidden + j]));
+          const scalar_t hn = from_h[2 * hidden + j] + b[2 * hidden + j];
+          const scalar_t n = tanh_(candidate[j] + r * hn);
+          reset[j] = r;
+          update[j] = z;
+          candidate[j] = n;
+          saved[j] = hn;
+          h_new[j] = n + z * (h_old[j] - n);  // (1 - z) n + z h
+        }
+        if (!running(mask_data, t, batch, row)) {
+          for (int64_t j = begin; j < end; ++j) h_new[j] = h_old[j];
+        }
+      });
+    }
+  });
+  return {hiddens, gates, hidden_new};
+}
+
+std::vector<Tensor> gru_backward(const OptionalTensor& grad_output_in,
+                                 const OptionalTensor& grad_h_n, const Tensor& x,
+                                 const Tensor& weight_ih, const Tensor& weight_hh_in,
+                                 const Tensor& hiddens, const Tensor& gates,
+                                 const Tensor& hidden_new, const OptionalTensor& mask_in,
+                                 bool record, bool has_bias, std::vector<bool> needs) {
+  const Tensor weight_hh = weight_hh_in.contiguous();
+  const int64_t steps = gates.size(0), batch = gates.size(1), width = gates.size(2);
+  const int64_t hidden = width / 3;
+  const auto options = gates.options();
+  Tensor grad_from_input = at::empty({steps, batch, width}, options);   // dL/d(W_ih x + b_ih)
+  Tensor grad_from_hidden = at::empty({steps, batch, width}, options);  // dL/d(W_hh h + b_hh)
+  Tensor grad_h = get(grad_h_n) ? grad_h_n->contiguous().clone()
+                                : at::zeros({batch, hidden}, options);
+  Tensor hidden_grads = record ? at::empty({steps, batch, hidden}, options) : Tensor();
+  const Tensor grad_output = get(grad_output_in) ? grad_output_in->contiguous() : Tensor();
+  const Tensor mask = get(mask_in) ? mask_in->contiguous() : Tensor();
+  AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "gru_backward", [&] {
+    scalar_t* input_data = grad_from_input.data_ptr<scalar_t>();
+    scalar_t* hidden_grad_data = grad_from_hidden.data_ptr<scalar_t>();
+    scalar_t* grad_h_data = grad_h.data_ptr<scalar_t>();
+    scalar_t* seen = record ? hidden_grads.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* gate_data = gates.data_ptr<scalar_t>();
+    const scalar_t* state_data = hiddens.data_ptr<scalar_t>();
+    const scalar_t* new_data = hidden_new.data_ptr<scalar_t>();
+    const scalar_t* outputs = grad_output.defined() ? grad_output.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* mask_data = mask.defined() ? mask.data_ptr<scalar_t>() : nullptr;
+    // (N, 3H) @ W_hh (3H, H)
+    const RecurrentGemm<scalar_t> recurrent(batch, hidden, width,
+                                            weight_hh.data_ptr<scalar_t>(), hidden, false);
+    for (int64_t t = steps - 1; t >= 0; --t) {
+      for_each_segment(batch, hidden, [&](int64_t row, int64_t begin, int64_t end) {
+        const int64_t at_gates = (t * batch + row) * width, at_row = (t * batch + row) * hidden;
+        scalar_t* __restrict__ gi_reset = input_data + at_gates;
+        scalar_t* __restrict__ gi_update = gi_reset + hidden;
+        scalar_t* __restrict__ gi_new = gi_reset + 2 * hidden;
+        scalar_t* __restrict__ gh_reset = hidden_grad_data + at_gates;
+        scalar_t* __restrict__ gh_update = gh_reset + hidden;
+        scalar_t* __restrict__ gh_new = gh_reset + 2 * hidden;
+        scalar_t* __restrict__ grad = grad_h_data + row * hidden;
+        scalar_t* __restrict__ record_h = seen ? seen + at_row : nullptr;
+        if (!running(mask_data, t, batch, row)) {  // held: passes through unchanged
+          for (int64_t j = begin; j < end; ++j) {
+            gi_reset[j] = gi_update[j] = gi_new[j] = 0;
+            gh_reset[j] = gh_update[j] = gh_new[j] = 0;
+          }
+          if (record_h) for (int64_t j = begin; j < end; ++j) record_h[j] = 0;
+          return;
+        }
+        const scalar_t* __restrict__ reset = gate_data + at_gates;
+        const scalar_t* __restrict__ update = reset + hidden;
+        const scalar_t* __restrict__ candidate = reset + 2 * hidden;
+        const scalar_t* __restrict__ h_old = state_data + (t * batch + row) * hidden;
+        const scalar_t* __restrict__ hn = new_data + at_row;
+        if (outputs) {
+          const scalar_t* __restrict__ out = outputs + at_row;
+          for (int64_t j = begin; j < end; ++j) grad[j] += out[j];
+        }
+        if (record_h) for (int64_t j = begin; j < end; ++j) record_h[j] = grad[j];
+        for (int64_t j = begin; j < end; ++j) {
+          const scalar_t r = reset[j], z = update[j], n = candidate[j], dh = grad[j];
+          const scalar_t d_new = dh * (1 - z) * (1 - n * n);
+          const scalar_t d_update = dh * (h_old[j] - n) * (z * (1 - z));
+          const scalar_t d_reset = d_new * hn[j] * (r * (1 - r));
+          gi_reset[j] = gh_reset[j] = d_reset;
+          gi_update[j] = gh_update[j] = d_update;
+          gi_new[j] = d_new;
+          gh_new[j] = d_new * r;
+          grad[j] = dh * z;  // the direct path; the GEMM below adds the one through W_hh
+        }
+      });
+      recurrent.run(hidden_grad_data + t * batch * width, width, scalar_t(1), grad_h_data,
+                    hidden);
+    }
+  });
+  Tensor grad_x, grad_weight_ih, grad_weight_hh, grad_bias_ih, grad_bias_hh;
+  const Tensor flat_input = grad_from_input.view({steps * batch, width});
+  if (needs[0]) grad_x = at::mm(flat_input, weight_ih).view({steps, batch, weight_ih.size(1)});
+  if (needs[1]) grad_weight_ih = weight_gradient(grad_from_input, x);
+  if (needs[2]) grad_weight_hh = weight_gradient(grad_from_hidden, hiddens.narrow(0, 0, steps));
+  if (has_bias && needs[3]) grad_bias_ih = flat_input.sum(0);
+  if (has_bias && needs[4]) grad_bias_hh = grad_from_hidden.view({steps * batch, width}).sum(0);
+  return {grad_x, grad_h, grad_weight_ih, grad_weight_hh, grad_bias_ih, grad_bias_hh,
+          hidden_grads};
+}
+
+}  // namespace rnnkit

@@ -1,0 +1,201 @@
+"""Build the fused kernels once with torch.utils.cpp_extension, cache them, load them cheaply.
+
+The build goes to ``$RNNKIT_CACHE_DIR`` (default ``~/.cache/rnnkit``) under
+``kernels-<hash>``, the hash covering the sources, the compiler flags, torch's and Python's
+versions and the CPU, so a changed source or another machine sharing the home directory never
+loads a stale or foreign binary. Once built, loading is an import of the shared object.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import importlib.machinery
+import importlib.util
+import logging
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+SOURCE_DIRECTORY = Path(__file__).parent / "csrc"
+_MKL_SYMBOLS = (
+    "sgemm_",
+    "dgemm_",
+    "cblas_sgemm_pack_get_size",
+    "cblas_sgemm_pack",
+    "cblas_sgemm_compute",
+    "cblas_gemm_bf16bf16f32",
+)
+_lock = threading.Lock()
+_functions: SimpleNamespace | None = None
+_failure: str | None = None
+
+
+class KernelBuildError(RuntimeError):
+    """The fused kernels could not be built or loaded (no compiler, a failed build, ...)."""
+
+
+def cache_directory() -> Path:
+    """Where built kernels live: ``$RNNKIT_CACHE_DIR`` or ``$XDG_CACHE_HOME/rnnkit``."""
+    root = os.environ.get("RNNKIT_CACHE_DIR")
+    if root:
+        return Path(root).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "rnnkit"
+
+
+def _with_mkl() -> bool:
+    """Whether torch's CPU library exports MKL's BLAS (true for the x86 wheels)."""
+    library = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+    try:
+        handle = ctypes.CDLL(str(library))
+    except OSError:
+        return False
+    return all(hasattr(handle, symbol) for symbol in _MKL_SYMBOLS)
+
+
+def _cpu_signature() -> str:
+    """The CPU's model and flags: -march=native code must not run on another CPU."""
+    lines = []
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith(("model name", "flags", "Features", "CPU part")):
+                    lines.append(line.strip())
+                if line.strip() == "":
+                    break  # the first processor describes them all
+    except OSError:
+        pass
+    return platform.machine() + "\n" + "\n".join(lines)
+
+
+def _build_settings() -> tuple[list[str], list[str]]:
+    cflags = ["-O3", "-march=native", "-fopenmp", "-std=c++17"]
+    if _with_mkl():
+        cflags.append("-DRNNKIT_WITH_MKL")
+    return cflags, ["-fopenmp"]
+
+
+def _sources() -> list[Path]:
+    return sorted(SOURCE_DIRECTORY.glob("*.cpp")) + sorted(SOURCE_DIRECTORY.glob("*.h"))
+
+
+def _key(cflags: list[str]) -> str:
+    digest = hashlib.sha256()
+    for path in _sources():
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    for part in (torch.__version__, sys.version, " ".join(cflags), _cpu_signature()):
+        digest.update(part.encode())
+    return digest.hexdigest()[:16]
+
+
+def _import(name: str, path: Path) -> ModuleType:
+    loader = importlib.machinery.ExtensionFileLoader(name, str(path))
+    spec = importlib.util.spec_from_file_location(name, str(path), loader=loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def _compile(name: str, target: Path, cflags: list[str], ldflags: list[str]) -> ModuleType:
+    """Build into a fresh folder beside ``target`` and rename it into place (atomic)."""
+    if shutil.which(os.environ.get("CXX", "c++")) is None:
+        raise KernelBuildError("no C++ compiler found (set CXX or install g++/clang++)")
+    from torch.utils import cpp_extension
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=target.name + ".building-", dir=target.parent))
+    logger.warning("rnnkit: building the fused C++ kernels once (about a minute) into %s", target)
+    try:
+        module = cpp_extension.load(
+            name=name,
+            sources=[str(path) for path in _sources() if path.suffix == ".cpp"],
+            extra_cflags=cflags,
+            extra_ldflags=ldflags,
+            build_directory=str(staging),
+            verbose=False,
+        )
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not (target / f"{name}.so").exists():  # not another process winning the race
+                raise
+    except Exception as error:
+        raise KernelBuildError(f"building the fused kernels failed: {error}") from error
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return module
+
+
+def _load_extension(allow_build: bool = True) -> ModuleType:
+    cflags, ldflags = _build_settings()
+    key = _key(cflags)
+    name = f"rnnkit_kernels_{key}"
+    if name in sys.modules:
+        return sys.modules[name]
+    target = cache_directory() / f"kernels-{key}"
+    library = target / f"{name}.so"
+    if library.exists():
+        try:
+            module = _import(name, library)
+        except ImportError as error:
+            raise KernelBuildError(f"loading {library} failed: {error}") from error
+    elif allow_build:
+        module = _compile(name, target, cflags, ldflags)
+    else:
+        raise KernelBuildError(f"the fused kernels are not built (expected {library})")
+    sys.modules[name] = module
+    return module
+
+
+def build() -> Path:
+    """Build the kernels now (``rnnkit build-kernels``); the folder they are built in.
+
+    Raises:
+        KernelBuildError: no compiler, or the compiler failed; the message says which.
+    """
+    _load_extension()
+    cflags, _ = _build_settings()
+    return cache_directory() / f"kernels-{_key(cflags)}"
+
+
+def load_functions() -> SimpleNamespace | None:
+    """The fused ``lstm``/``gru``/``rnn`` sequence functions, or None where they cannot be built.
+
+    Called on every forward of a layer: after the first call it returns a cached namespace.
+    A failure is logged once as a warning and remembered, so the next call costs nothing.
+    """
+    global _functions, _failure
+    if _functions is not None or _failure is not None:
+        return _functions
+    with _lock:
+        if _functions is None and _failure is None:
+            try:
+                extension = _load_extension()
+            except KernelBuildError as error:
+                _failure = str(error)
+                logger.warning("rnnkit: %s; running the reference path (rnnkit.bptt)", error)
+                return None
+            from rnnkit.kernels import functions
+
+            _functions = functions.namespace(extension)
+    return _functions
+
+
+def reset() -> None:
+    """Forget the cached outcome, so the next :func:`load_functions` tries again (tests)."""
+    global _functions, _failure
+    with _lock:
+        _functions = None
+        _failure = None
