@@ -9,6 +9,7 @@ loads a stale or foreign binary. Once built, loading is an import of the shared 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import hashlib
 import importlib.machinery
 import importlib.util
@@ -146,15 +147,21 @@ def _load_extension(allow_build: bool = True) -> ModuleType:
         return sys.modules[name]
     target = cache_directory() / f"kernels-{key}"
     library = target / f"{name}.so"
-    if library.exists():
-        try:
-            module = _import(name, library)
-        except ImportError as error:
-            raise KernelBuildError(f"loading {library} failed: {error}") from error
-    elif allow_build:
-        module = _compile(name, target, cflags, ldflags)
-    else:
-        raise KernelBuildError(f"the fused kernels are not built (expected {library})")
+    if not library.exists():
+        if not allow_build:
+            raise KernelBuildError(f"the fused kernels are not built (expected {library})")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # one build at a time across processes: the others wait, then load what it built
+        with open(target.parent / f"kernels-{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not library.exists():
+                module = _compile(name, target, cflags, ldflags)
+                sys.modules[name] = module
+                return module
+    try:
+        module = _import(name, library)
+    except ImportError as error:
+        raise KernelBuildError(f"loading {library} failed: {error}") from error
     sys.modules[name] = module
     return module
 
@@ -183,7 +190,7 @@ def load_functions() -> SimpleNamespace | None:
         if _functions is None and _failure is None:
             try:
                 extension = _load_extension()
-            except KernelBuildError as error:
+            except Exception as error:  # a layer's forward must run whatever went wrong here
                 _failure = str(error)
                 logger.warning("rnnkit: %s; running the reference path (rnnkit.bptt)", error)
                 return None
