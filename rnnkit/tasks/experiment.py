@@ -12,7 +12,7 @@ from rnnkit import __version__
 from rnnkit.diagnostics.gradflow import GradientFlow, task_gradient_flow
 from rnnkit.tasks import make_task
 from rnnkit.tasks.models import TaskModel
-from rnnkit.tasks.runner import Job, run_jobs
+from rnnkit.tasks.runner import Job, one_thread, run_jobs
 from rnnkit.tasks.training import TrainSettings
 
 
@@ -22,10 +22,12 @@ def initial_gradient_flow(cells, task_name: str, length: int, seed: int = 0, bat
     task = make_task(task_name, length)
     inputs, targets = task.sample(batch, torch.Generator().manual_seed(seed))
     flows = {}
-    for cell in cells:
-        torch.manual_seed(seed)
-        model = TaskModel(task, cell, hidden, backend)
-        flows[cell] = task_gradient_flow(model, task, inputs, targets, f"{cell} at initialisation")
+    with one_thread():
+        for cell in cells:
+            torch.manual_seed(seed)
+            model = TaskModel(task, cell, hidden, backend)
+            flows[cell] = task_gradient_flow(model, task, inputs, targets,
+                                             f"{cell} at initialisation")
     return flows
 
 

@@ -7,11 +7,12 @@ no thread pool or lock of the parent is copied into them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
 import queue as queue_module
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -43,6 +44,18 @@ class Job:
 
 def default_workers() -> int:
     return max(1, min(2, os.cpu_count() or 1))
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread inside, as a worker does: these small GEMMs only lose from
+    threading, and badly so when other processes want the cores too."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _init_worker(progress_queue) -> None:
@@ -101,11 +114,14 @@ def run_jobs(
             on_result(result)
 
     if workers == 1 or len(jobs) == 1:
-        for index, job in enumerate(jobs):
-            result, model = train(make_task(job.task, job.length), job.cell, job.seed,
-                                  job.settings, lambda s, v, i=index: advance(i, s, v))
-            finish(index, result, model.state_dict() if keep_models(job) else None)
-        bar.close()
+        try:
+            with one_thread():
+                for index, job in enumerate(jobs):
+                    result, model = train(make_task(job.task, job.length), job.cell, job.seed,
+                                          job.settings, lambda s, v, i=index: advance(i, s, v))
+                    finish(index, result, model.state_dict() if keep_models(job) else None)
+        finally:
+            bar.close()
         return results, models
 
     context = multiprocessing.get_context("spawn")
