@@ -17,6 +17,7 @@ from rnnkit.errors import UserError
 
 COMMAND_MODULES = (
     "rnnkit.commands.demo",
+    "rnnkit.commands.longdep", "rnnkit.commands.gradflow", "rnnkit.commands.report",
     "rnnkit.commands.train", "rnnkit.commands.sample", "rnnkit.commands.eval",
 )
 

@@ -37,7 +37,8 @@ def _png(figure) -> bytes:
 
 
 def learning_curves(panels: Sequence[dict]) -> bytes:
-    """One panel per task. Each panel: ``title``, ``metric``, ``baseline``, ``solved`` and
+    """One panel per task. Each panel: ``title``, ``metric``, ``baseline``, ``solved`` (None:
+    no line) and
     ``runs``, a list of ``{"cell", "seed", "curve": [[step, score], ...]}``."""
     figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
     for axis, panel in zip(axes[0], panels):
@@ -49,10 +50,12 @@ def learning_curves(panels: Sequence[dict]) -> bytes:
             seen.add(run["cell"])
             axis.plot(steps, scores, color=colour(run["cell"], cells.index(run["cell"])),
                       label=label, alpha=0.9 if run["seed"] == 0 else 0.5, linewidth=1.6)
-        axis.axhline(panel["baseline"], color="grey", linestyle="--", linewidth=1,
-                     label=f"no memory ({panel['baseline']:.3g})")
-        axis.axhline(panel["solved"], color="black", linestyle=":", linewidth=1,
-                     label=f"solved ({panel['solved']:.3g})")
+        if panel.get("baseline") is not None:
+            axis.axhline(panel["baseline"], color="grey", linestyle="--", linewidth=1,
+                         label=f"no memory ({panel['baseline']:.3g})")
+        if panel.get("solved") is not None:
+            axis.axhline(panel["solved"], color="black", linestyle=":", linewidth=1,
+                         label=f"solved ({panel['solved']:.3g})")
         if panel["metric"] != "accuracy":
             axis.set_yscale("log")
         axis.set_title(panel["title"])
