@@ -79,10 +79,9 @@ def test_ctrl_c_saves_and_resume_matches(tmp_path):
     process = subprocess.Popen(command + ["--out", str(tmp_path / "run")], cwd=tmp_path,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     metrics = tmp_path / "run" / "metrics.jsonl"
-    for _ in range(600):
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= 30:
-            break
-        if process.poll() is not None:
+    deadline = time.monotonic() + 180  # generous: the machine may be shared
+    while time.monotonic() < deadline and process.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 5:
             break
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
@@ -91,7 +90,7 @@ def test_ctrl_c_saves_and_resume_matches(tmp_path):
     assert b"Traceback" not in stderr
     assert b"Continue with: rnnkit train --resume" in stdout
     interrupted_at = load_checkpoint(tmp_path / "run", "last").trainer_state["step"]
-    assert interrupted_at >= 30
+    assert interrupted_at >= 5
     final = interrupted_at + 5
     resume = subprocess.run(
         [sys.executable, "-m", "rnnkit.cli", "train", "--resume", str(tmp_path / "run"),
