@@ -69,6 +69,8 @@ def register(subparsers) -> None:
     parser.add_argument("--cells", default=",".join(DEFAULT_CELLS),
                         help=f"comma-separated cells (default {','.join(DEFAULT_CELLS)})")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--flow-T", type=int, default=FLOW_LENGTH,
+                        help=f"length of the gradient-flow measurement (default {FLOW_LENGTH})")
     add_training_arguments(parser, steps=1500, learning_rate=3e-3)
     parser.set_defaults(handler=run)
 
@@ -76,7 +78,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     cells = parse_cells(args.cells)
     tasks = [(name, args.T) for name in TASKS]
-    for name, length in tasks:
+    for name, length in [*tasks, ("adding", args.flow_T)]:
         make_task(name, length)  # one-line errors for a bad --T before anything runs
     settings = settings_from(args, stop_after_solved=200)
     out = prepare_out(args.out)
@@ -89,7 +91,7 @@ def run(args) -> int:
     from rnnkit.tasks.experiment import run_experiment
 
     data, models = run_experiment(
-        tasks, cells, [args.seed], settings, flow_length=max(FLOW_LENGTH, args.T),
+        tasks, cells, [args.seed], settings, flow_length=args.flow_T,
         workers=args.workers, on_result=lambda result: tqdm.write(result_line(result)),
         keep_models=lambda job: job.task == "recall" and job.cell == "lstm-chrono",
     )
