@@ -1,0 +1,226 @@
+"""``rnnkit forecast train | predict | backtest``: forecast a column of a CSV file.
+
+``train`` cuts the series chronologically (train | validation | test), fits the scaling on
+the training part only, and trains an rnnkit encoder with a direct or seq2seq multi-step
+head; ``predict`` writes the next steps as CSV and PNG; ``backtest`` scores rolling origins
+over the held-out tail beside the seasonal-naive and last-value baselines.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from rnnkit.errors import UserError
+
+# flag -> (section, key, type, help)
+TRAIN_FLAGS = {
+    "--time-col": ("data", "time_col", str, "timestamp column (default: found by name/format)"),
+    "--fill": ("data", "fill", str, "gaps and empty cells: error | forward | linear | zero"),
+    "--val-fraction": ("data", "val_fraction", float, "share held out for validation (0.2)"),
+    "--test-fraction": ("data", "test_fraction", float, "share held out for testing (0.2)"),
+    "--val-size": ("data", "val_size", int, "validation points (wins over the fraction)"),
+    "--test-size": ("data", "test_size", int, "test points, e.g. 12 for the last year"),
+    "--scale": ("data", "scale", str, "standard | minmax | none, fitted on the train part"),
+    "--season": ("data", "season", int, "season length in steps (default from frequency)"),
+    "--stride": ("data", "stride", int, "steps between validation/backtest origins (1)"),
+    "--horizon": ("model", "horizon", int, "steps to forecast"),
+    "--lookback": ("model", "lookback", int, "steps the model reads (default 24)"),
+    "--cell": ("model", "cell", str, "rnn | gru | lstm (default lstm)"),
+    "--layers": ("model", "layers", int, "recurrent layers (default 1)"),
+    "--hidden": ("model", "hidden", int, "hidden units (default 64)"),
+    "--dropout": ("model", "dropout", float, "dropout before the head and between layers"),
+    "--head": ("model", "head", str, "direct | seq2seq (default direct)"),
+    "--window-norm": ("model", "window_norm", str, "last | mean | none (default last)"),
+    "--loss": ("model", "loss", str, "mse | mae without quantiles (default mse)"),
+    "--backend": ("model", "backend", str, "auto | fused | reference"),
+    "--batch-size": ("train", "batch_size", int, "windows per batch (default 32)"),
+    "--lr": ("train", "lr", float, "learning rate (default 2e-3)"),
+    "--weight-decay": ("train", "weight_decay", float, "AdamW weight decay (default 0)"),
+    "--clip": ("train", "clip", float, "gradient-norm clipping, 0 off (default 5)"),
+    "--schedule": ("train", "schedule", str, "constant | cosine | plateau"),
+    "--warmup": ("train", "warmup", int, "steps of linear warmup"),
+    "--max-steps": ("train", "max_steps", int, "stop after this many steps"),
+    "--epochs": ("train", "epochs", float, "stop after this many passes (default 20 "
+                 "when no budget is given)"),
+    "--time-budget": ("train", "time_budget", float, "stop after this many seconds"),
+    "--eval-every": ("train", "eval_every", int, "steps between validations (0: per epoch)"),
+    "--patience": ("train", "patience", int, "early stopping after N validations without gain"),
+    "--log-every": ("train", "log_every", int, "steps between metrics.jsonl lines (10)"),
+    "--seed": ("train", "seed", int, "random seed (default 1234)"),
+    "--threads": ("train", "threads", int, "torch threads (0: torch's choice)"),
+}
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("forecast", help="train a forecaster on a CSV column, "
+                                   "predict, backtest", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="forecast_command", metavar="COMMAND")
+    parser.set_defaults(handler=lambda args: parser.print_help() or 2)
+
+    train = commands.add_parser("train", help="train a forecaster")
+    train.add_argument("data", nargs="?", metavar="DATA.csv", help="a CSV file with a header")
+    train.add_argument("--target", help="the column to forecast")
+    train.add_argument("--covariates", default="", metavar="A,B",
+                       help="other columns the model reads (past values only)")
+    train.add_argument("--quantiles", default=None, metavar="Q,Q,...",
+                       help="forecast these quantiles with the pinball loss, e.g. 0.1,0.5,0.9")
+    train.add_argument("--sort", action="store_true", help="sort the rows by time first")
+    train.add_argument("--out", metavar="RUN", help="run folder (default runs/forecast-<file>)")
+    train.add_argument("--resume", metavar="RUN", help="continue this run exactly")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for name, (_, _, kind, text) in TRAIN_FLAGS.items():
+        train.add_argument(name, type=kind, default=None, help=text)
+    train.set_defaults(handler=run_train)
+
+    predict = commands.add_parser("predict", help="forecast the steps after the series' end")
+    predict.add_argument("run", metavar="RUN")
+    predict.add_argument("--horizon", type=int, default=0, help="default: the trained horizon")
+    predict.add_argument("--data", help="the series to continue (default: the training CSV)")
+    predict.add_argument("--out", help="forecast CSV (default RUN/forecast.csv)")
+    predict.add_argument("--plot", help="PNG plot (default: the CSV's name with .png)")
+    predict.add_argument("--history", type=int, default=0, help="past points in the plot")
+    predict.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    predict.set_defaults(handler=run_predict)
+
+    backtest = commands.add_parser("backtest", help="rolling-origin scores vs baselines")
+    backtest.add_argument("run", metavar="RUN")
+    backtest.add_argument("--data", help="the series (default: the training CSV)")
+    backtest.add_argument("--part", choices=("test", "val"), default="test")
+    backtest.add_argument("--stride", type=int, default=None, help="steps between origins")
+    backtest.add_argument("--json", action="store_true", help="print one JSON object")
+    backtest.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    backtest.set_defaults(handler=run_backtest)
+
+
+def parse_quantiles(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"--quantiles must be numbers separated by commas, e.g. 0.1,0.5,0.9; "
+                        f"got {text!r}") from None
+
+
+def run_train(args) -> int:
+    from rnnkit.forecast.run import ForecastConfig, resume_forecast, start_forecast
+
+    progress = not args.no_progress and sys.stderr.isatty()
+    given = {name: getattr(args, name[2:].replace("-", "_")) for name in TRAIN_FLAGS}
+    given = {name: value for name, value in given.items() if value is not None}
+    if args.resume:
+        overrides = {TRAIN_FLAGS[name][1]: value for name, value in given.items()
+                     if TRAIN_FLAGS[name][0] == "train"}
+        others = [name for name in given if TRAIN_FLAGS[name][0] != "train"]
+        if others or args.data or args.target or args.covariates or args.quantiles:
+            raise UserError("--resume continues the run with its saved data and model; give "
+                            "only budgets (--max-steps, --epochs, --time-budget, --patience)")
+        trainer = resume_forecast(args.resume, overrides, progress=progress)
+        print(f"Resuming {args.resume} at step {trainer.progress.step}")
+    else:
+        if not args.data:
+            raise UserError("give the series: rnnkit forecast train DATA.csv --target COLUMN "
+                            "--horizon H")
+        if not args.target:
+            raise UserError("--target is required: the CSV column to forecast")
+        if "--horizon" not in given:
+            raise UserError("--horizon is required: how many steps to forecast")
+        config = ForecastConfig()
+        config.data.path, config.data.target, config.data.sort = args.data, args.target, args.sort
+        config.data.covariates = [c.strip() for c in args.covariates.split(",") if c.strip()]
+        if args.quantiles:
+            config.model.quantiles = parse_quantiles(args.quantiles)
+        if args.out:
+            config.out = args.out
+        for name, value in given.items():
+            section, key, _, _ = TRAIN_FLAGS[name]
+            setattr(getattr(config, section), key, value)
+        trainer = start_forecast(config, progress=progress)
+        data = trainer.task.data
+        split = data.split
+        frequency = data.series.frequency.describe() if data.series.frequency else "equally " \
+            "spaced"
+        print(f"{data.series.path}: {len(data.series):,} {frequency} points of "
+              f"{', '.join(data.series.columns)}"
+              + (f" ({data.series.filled} filled)" if data.series.filled else ""))
+        print(f"Split in time order: train {split.train_end}, validation "
+              f"{split.val_end - split.train_end}, test {split.length - split.val_end} points; "
+              f"scaling ({config.data.scale}) fitted on the training part only; "
+              f"{len(data.origins['train'])} training windows")
+        print(f"Run folder {trainer.run_dir} (config.json holds every setting)", flush=True)
+    result = trainer.fit()
+    metrics = result.last_metrics
+    print(f"Stopped at step {result.steps} ({result.stopped.replace('_', ' ')}); best "
+          f"validation loss {result.best_score:.5f}"
+          + (f", last validation MAE {metrics['val_mae_scaled']:.4f} (scaled)" if metrics
+             else ""))
+    if result.stopped == "interrupted":
+        print(f"Continue with: rnnkit forecast train --resume {result.run_dir}")
+        return 130
+    print(f"Backtest with: rnnkit forecast backtest {result.run_dir}")
+    return 0
+
+
+def _series_for(run, data_path: str | None):
+    from rnnkit.forecast.series import read_series
+
+    data = run.config.data
+    path = data_path or data.path
+    return read_series(path, data.target, time_col=data.time_col, covariates=data.covariates,
+                       fill=data.fill, sort=data.sort, what="--data" if data_path else "DATA")
+
+
+def run_predict(args) -> int:
+    from rnnkit.forecast.evaluate import forecast_future
+    from rnnkit.forecast.output import plot_forecast, write_forecast_csv
+    from rnnkit.forecast.run import load_forecast
+
+    run = load_forecast(args.run, args.checkpoint)
+    series = _series_for(run, args.data)
+    horizon = args.horizon or run.config.model.horizon
+    forecast = forecast_future(run, series, horizon)
+    run_dir = Path(args.run)
+    csv_path = Path(args.out) if args.out else run_dir / "forecast.csv"
+    png_path = Path(args.plot) if args.plot else csv_path.with_suffix(".png")
+    for path in (csv_path, png_path):
+        if not path.parent.is_dir():
+            raise UserError(f"cannot write {path}: the folder {path.parent} does not exist")
+    write_forecast_csv(csv_path, series, forecast)
+    plot_forecast(png_path, series, forecast, args.history)
+    quantiles = forecast["quantiles"]
+    print("\t".join(["step", "time", "forecast", *(f"q{q:g}" for q in quantiles)]))
+    for step, value in enumerate(forecast["point"]):
+        when = series.format_time(forecast["times"][step]) if forecast["times"] else "-"
+        bands = [f"{band[step]:.4g}" for band in quantiles.values()]
+        print("\t".join([str(step + 1), when, f"{value:.4g}", *bands]))
+    print(f"Wrote {csv_path} and {png_path}")
+    return 0
+
+
+def run_backtest(args) -> int:
+    from rnnkit.forecast.evaluate import METHODS, backtest
+    from rnnkit.forecast.run import load_forecast
+
+    if args.stride is not None and args.stride < 1:
+        raise UserError(f"--stride must be a positive number of steps, got {args.stride}")
+    run = load_forecast(args.run, args.checkpoint)
+    series = _series_for(run, args.data)
+    result = backtest(run, series, part=args.part, stride=args.stride)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"Backtest on the {result['part']} part: {result['windows']} rolling origin(s) from "
+          f"{result['first_origin']} to {result['last_origin']}, horizon {result['horizon']}, "
+          f"season {result['season']}")
+    print(f"{'method':<16}{'MAE':>12}{'RMSE':>12}{'MAPE %':>10}{'sMAPE %':>10}"
+          f"{'MAE scaled':>12}{'MSE scaled':>12}")
+    for method in METHODS:
+        m = result[method]
+        print(f"{method.replace('_', '-'):<16}{m['mae']:>12.4g}{m['rmse']:>12.4g}"
+              f"{m['mape']:>10.2f}{m['smape']:>10.2f}{m['mae_scaled']:>12.4f}"
+              f"{m['mse_scaled']:>12.4f}")
+    if "quantile_coverage" in result:
+        shares = ", ".join(f"{q}: {share:.2f}" for q, share in
+                           result["quantile_coverage"].items())
+        print(f"Share of actual values below each quantile: {shares}")
+    return 0

@@ -1,0 +1,230 @@
+"""Forecasting runs: the configuration, the data prepared from it, training, loading.
+
+A forecasting run folder has the layout of a language-model run (``config.json``,
+``metrics.jsonl``, ``checkpoints/``, ``best``, ``last``); its checkpoints' ``config.json``
+holds ``kind: "forecaster"``, the whole configuration and the scaler fitted on the
+training part, so predicting and backtesting never refit anything.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+from rnnkit.errors import UserError
+from rnnkit.forecast.model import Forecaster, ForecasterConfig, forecast_loss
+from rnnkit.forecast.series import Series, read_series
+from rnnkit.forecast.windows import (
+    Scaler,
+    Split,
+    check_windows,
+    chronological_split,
+    make_windows,
+)
+from rnnkit.train.checkpoint import (
+    CONFIG_FILE,
+    is_checkpoint,
+    load_checkpoint,
+    write_json_atomic,
+)
+from rnnkit.train.config import TrainConfig
+from rnnkit.train.supervised import SupervisedTrainer, epoch_generator
+
+KIND = "forecaster"
+RESUMABLE = {"max_steps", "epochs", "time_budget", "patience", "log_every", "threads"}
+
+
+@dataclass
+class SeriesConfig:
+    """Which file and columns, how to clean them, how to split and scale."""
+
+    path: str = ""
+    target: str = ""
+    time_col: str | None = None
+    covariates: list[str] = field(default_factory=list)
+    fill: str = "error"
+    sort: bool = False
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    val_size: int = 0  # points; wins over val_fraction
+    test_size: int = 0
+    scale: str = "standard"
+    season: int = 0  # 0: from the frequency (12 for monthly, 24 for hourly, ...)
+    stride: int = 1  # between validation/test origins
+
+
+@dataclass
+class ForecastConfig:
+    data: SeriesConfig = field(default_factory=SeriesConfig)
+    model: ForecasterConfig = field(default_factory=ForecasterConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=32))
+    out: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ForecastConfig:
+        def build(kind, values):
+            known = {item.name for item in fields(kind)}
+            return kind(**{key: value for key, value in (values or {}).items() if key in known})
+
+        return cls(build(SeriesConfig, data.get("data")), ForecasterConfig.from_dict(
+            data.get("model") or {}), build(TrainConfig, data.get("train")), data.get("out", ""))
+
+
+class ForecastData:
+    """The series of a configuration, split, scaled on its training part and cut in windows."""
+
+    def __init__(self, config: ForecastConfig, series: Series | None = None,
+                 scaler: Scaler | None = None) -> None:
+        data, model = config.data, config.model
+        self.series = series or read_series(data.path, data.target, time_col=data.time_col,
+                                            covariates=data.covariates, fill=data.fill,
+                                            sort=data.sort)
+        self.split: Split = chronological_split(len(self.series), data.val_fraction,
+                                                data.test_fraction, data.val_size,
+                                                data.test_size)
+        self.origins = check_windows(self.split, model.lookback, model.horizon, data.stride)
+        train_part = self.series.values[: self.split.train_end]
+        self.scaler = scaler or Scaler.fit(train_part, data.scale)
+        self.scaled = self.scaler.transform(self.series.values)  # (T, C)
+        self.season = data.season or (self.series.frequency.season()
+                                      if self.series.frequency else 1)
+        self.lookback, self.horizon = model.lookback, model.horizon
+
+    def windows(self, part: str):
+        """Inputs ``(N, lookback, C)`` and targets ``(N, horizon)`` of ``part``, scaled."""
+        return make_windows(self.scaled, self.origins[part], self.lookback, self.horizon)
+
+
+class ForecastTask:
+    """What the supervised loop needs: shuffled training windows, a loss, validation."""
+
+    def __init__(self, config: ForecastConfig, data: ForecastData) -> None:
+        self.config = config
+        self.data = data
+        self.train_inputs, self.train_targets = self.data.windows("train")
+        self.val_inputs, self.val_targets = self.data.windows("val")
+        if not len(self.val_inputs):  # no validation part: the last tenth of training windows
+            count = max(1, len(self.train_inputs) // 10)
+            self.val_inputs = self.train_inputs[-count:]
+            self.val_targets = self.train_targets[-count:]
+
+    def batch_count(self) -> int:
+        return math.ceil(len(self.train_inputs) / self.config.train.batch_size)
+
+    def batch(self, epoch: int, index: int):
+        order = torch.randperm(len(self.train_inputs),
+                               generator=epoch_generator(self.config.train.seed, epoch))
+        size = self.config.train.batch_size
+        chosen = order[index * size:(index + 1) * size]
+        return self.train_inputs[chosen], self.train_targets[chosen]
+
+    def loss(self, model, batch):
+        inputs, targets = batch
+        return forecast_loss(self.config.model, model(inputs), targets), len(inputs)
+
+    def validate(self, model) -> dict:
+        prediction = model(self.val_inputs)  # (N, H, Q)
+        loss = forecast_loss(self.config.model, prediction, self.val_targets).item()
+        point = prediction[:, :, self.config.model.median_index]
+        error = point - self.val_targets
+        return {"score": loss, "val_loss": loss, "val_mae_scaled": error.abs().mean().item(),
+                "val_mse_scaled": (error ** 2).mean().item(), "val_windows": len(point)}
+
+    def checkpoint_config(self) -> dict:
+        series = self.data.series
+        frequency = asdict(series.frequency) if series.frequency else None
+        return {"kind": KIND, "run": self.config.to_dict(), "scaler": self.data.scaler.to_dict(),
+                "series": {"columns": series.columns, "frequency": frequency,
+                           "season": self.data.season, "length": len(series)}}
+
+    def data_hash(self) -> str:
+        return self.data.series.content_hash()
+
+
+def start_forecast(config: ForecastConfig, progress: bool = False) -> SupervisedTrainer:
+    """A trainer for a fresh run (its run folder created, its configuration saved)."""
+    train = config.train.validate()
+    if not (train.max_steps or train.epochs or train.time_budget):
+        train.epochs = 20.0
+    run_dir = Path(config.out or Path("runs") / f"forecast-{Path(config.data.path).stem}")
+    if (run_dir / "last").exists() or (run_dir / "best").exists():
+        raise UserError(f"--out {run_dir} already holds a run; continue it with --resume "
+                        f"{run_dir} or choose another --out")
+    config.out = str(run_dir)
+    if train.threads:
+        torch.set_num_threads(train.threads)
+    data = ForecastData(config)
+    config.model.inputs = len(data.series.columns)
+    config.model.validate()
+    torch.manual_seed(train.seed)
+    model = Forecaster(config.model)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run_dir / "config.json", config.to_dict())
+    return SupervisedTrainer(model, ForecastTask(config, data), train, run_dir, progress,
+                             score_name="val_loss")
+
+
+class ForecastRun(NamedTuple):
+    model: Forecaster
+    config: ForecastConfig
+    scaler: Scaler
+    path: Path
+
+
+def load_forecast(path: str | Path, tag: str = "best") -> ForecastRun:
+    """The model (eval mode), configuration and scaler of a forecasting run or checkpoint."""
+    checkpoint = load_checkpoint(path, tag, trainer_state=False)
+    return _from_checkpoint(checkpoint)
+
+
+def _from_checkpoint(checkpoint) -> ForecastRun:
+    where = checkpoint.path / CONFIG_FILE
+    data = checkpoint.config
+    if data.get("kind") != KIND:
+        raise UserError(f"{where}: expected a forecasting run, found kind {data.get('kind')!r}")
+    try:
+        config = ForecastConfig.from_dict(data["run"])
+        scaler = Scaler.from_dict(data["scaler"])
+        model = Forecaster(config.model)
+        model.load_state_dict(checkpoint.tensors)
+    except (KeyError, TypeError, RuntimeError) as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{where} is corrupt or does not fit its weights ({first_line})") \
+            from None
+    model.eval()
+    return ForecastRun(model, config, scaler, checkpoint.path)
+
+
+def resume_forecast(path: str | Path, overrides: dict, progress: bool = False):
+    """Continue the run folder ``path`` from its last checkpoint; only budgets may change."""
+    path = Path(path)
+    if is_checkpoint(path):
+        raise UserError(f"--resume takes the run folder, not the checkpoint {path}")
+    checkpoint = load_checkpoint(path, "last")
+    run = _from_checkpoint(checkpoint)
+    refused = sorted(set(overrides) - RESUMABLE)
+    if refused:
+        flags = ", ".join("--" + name.replace("_", "-") for name in refused)
+        raise UserError(f"--resume continues the run with its saved settings; {flags} cannot "
+                        f"change (only --max-steps, --epochs, --time-budget, --patience)")
+    config = run.config
+    for name, value in overrides.items():
+        setattr(config.train, name, value)
+    config.train.validate()
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    data = ForecastData(config, scaler=run.scaler)
+    model = run.model
+    model.train()
+    trainer = SupervisedTrainer(model, ForecastTask(config, data), config.train, path, progress,
+                                score_name="val_loss")
+    trainer.resume(checkpoint)
+    write_json_atomic(path / "config.json", config.to_dict())
+    return trainer
