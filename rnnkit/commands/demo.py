@@ -71,7 +71,7 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--flow-T", type=int, default=FLOW_LENGTH,
                         help=f"length of the gradient-flow measurement (default {FLOW_LENGTH})")
-    add_training_arguments(parser, steps=1500, learning_rate=3e-3)
+    add_training_arguments(parser, steps=1200, learning_rate=3e-3)
     parser.set_defaults(handler=run)
 
 
