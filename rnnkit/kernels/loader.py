@@ -80,7 +80,8 @@ def _cpu_signature() -> str:
 
 
 def _build_settings() -> tuple[list[str], list[str]]:
-    cflags = ["-O3", "-march=native", "-fopenmp", "-std=c++17"]
+    # torch builds with the same two: they let the compiler vectorise floor and friends
+    cflags = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
     if _with_mkl():
         cflags.append("-DRNNKIT_WITH_MKL")
     return cflags, ["-fopenmp"]

@@ -46,6 +46,7 @@ std::vector<Tensor> gru_forward(const Tensor& x_in, const Tensor& h0, const Tens
         scalar_t* __restrict__ saved = new_data + (t * batch + row) * hidden;
         const scalar_t* __restrict__ h_old = h_previous + row * hidden;
         scalar_t* __restrict__ h_new = h_next + row * hidden;
+        RNNKIT_SIMD
         for (int64_t j = begin; j < end; ++j) {
           const scalar_t r = sigmoid(reset[j] + (from_h[j] + b[j]));
           const scalar_t z = sigmoid(update[j] + (from_h[hidden + j] + b[hidden + j]));
@@ -58,6 +59,7 @@ std::vector<Tensor> gru_forward(const Tensor& x_in, const Tensor& h0, const Tens
           h_new[j] = n + z * (h_old[j] - n);  // (1 - z) n + z h
         }
         if (!running(mask_data, t, batch, row)) {
+          RNNKIT_SIMD
           for (int64_t j = begin; j < end; ++j) h_new[j] = h_old[j];
         }
       });
@@ -108,6 +110,7 @@ std::vector<Tensor> gru_backward(const OptionalTensor& grad_output_in,
         scalar_t* __restrict__ grad = grad_h_data + row * hidden;
         scalar_t* __restrict__ record_h = seen ? seen + at_row : nullptr;
         if (!running(mask_data, t, batch, row)) {  // held: passes through unchanged
+          RNNKIT_SIMD
           for (int64_t j = begin; j < end; ++j) {
             gi_reset[j] = gi_update[j] = gi_new[j] = 0;
             gh_reset[j] = gh_update[j] = gh_new[j] = 0;
@@ -122,9 +125,11 @@ std::vector<Tensor> gru_backward(const OptionalTensor& grad_output_in,
         const scalar_t* __restrict__ hn = new_data + at_row;
         if (outputs) {
           const scalar_t* __restrict__ out = outputs + at_row;
+          RNNKIT_SIMD
           for (int64_t j = begin; j < end; ++j) grad[j] += out[j];
         }
         if (record_h) for (int64_t j = begin; j < end; ++j) record_h[j] = grad[j];
+        RNNKIT_SIMD
         for (int64_t j = begin; j < end; ++j) {
           const scalar_t r = reset[j], z = update[j], n = candidate[j], dh = grad[j];
           const scalar_t d_new = dh * (1 - z) * (1 - n * n);

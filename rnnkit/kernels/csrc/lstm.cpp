@@ -54,6 +54,7 @@ std::vector<Tensor> lstm_forward(const Tensor& x_in, const Tensor& h0, const Ten
         const scalar_t* __restrict__ c_old = c_previous + row * hidden;
         scalar_t* __restrict__ c_new = c_next + row * hidden;
         scalar_t* __restrict__ h_new = projected ? raw + row * hidden : h_next + row * out_size;
+        RNNKIT_SIMD
         for (int64_t j = begin; j < end; ++j) {
           const scalar_t i = sigmoid(input[j]), f = sigmoid(forget[j]);
           const scalar_t g = tanh_(cell[j]), o = sigmoid(output[j]);
@@ -66,9 +67,11 @@ std::vector<Tensor> lstm_forward(const Tensor& x_in, const Tensor& h0, const Ten
           h_new[j] = o * tanh_(c);
         }
         if (!running(mask_data, t, batch, row)) {  // finished: hold the state
+          RNNKIT_SIMD
           for (int64_t j = begin; j < end; ++j) c_new[j] = c_old[j];
           if (!projected) {
             const scalar_t* __restrict__ h_old = h_previous + row * out_size;
+            RNNKIT_SIMD
             for (int64_t j = begin; j < end; ++j) h_new[j] = h_old[j];
           }
         }
@@ -162,11 +165,13 @@ std::vector<Tensor> lstm_backward(const OptionalTensor& grad_output_in,
         scalar_t* __restrict__ grad_c_row = grad_c_data + row * hidden;
         scalar_t* __restrict__ record_c = seen_c ? seen_c + at_row : nullptr;
         if (!running(mask_data, t, batch, row)) {  // held: the gradient passes as it is
+          RNNKIT_SIMD
           for (int64_t j = begin; j < end; ++j) {
             grad_input[j] = grad_forget[j] = grad_cell[j] = grad_output_gate[j] = 0;
           }
           if (record_c) for (int64_t j = begin; j < end; ++j) record_c[j] = 0;
           if (!projected && seen_h) {
+            RNNKIT_SIMD
             for (int64_t j = begin; j < end; ++j) seen_h[at_row + j] = 0;
           }
           return;
@@ -178,10 +183,12 @@ std::vector<Tensor> lstm_backward(const OptionalTensor& grad_output_in,
           grad_h_row = grad_h_data + row * hidden;
           if (outputs) {
             const scalar_t* __restrict__ out = outputs + at_row;
+            RNNKIT_SIMD
             for (int64_t j = begin; j < end; ++j) grad_h_row[j] += out[j];
           }
           if (seen_h) for (int64_t j = begin; j < end; ++j) seen_h[at_row + j] = grad_h_row[j];
         }
+        RNNKIT_SIMD
         for (int64_t j = begin; j < end; ++j) {
           const scalar_t i = input[j], f = forget[j], g = cell[j], o = output[j];
           const scalar_t tanh_c = tanh_(c_new[j]);

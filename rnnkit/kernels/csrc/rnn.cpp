@@ -34,10 +34,13 @@ std::vector<Tensor> rnn_forward(const Tensor& x_in, const Tensor& h0, const Tens
         scalar_t* __restrict__ out = next + row * hidden;
         const scalar_t* __restrict__ old = previous + row * hidden;
         if (!running(mask_data, t, batch, row)) {
+          RNNKIT_SIMD
           for (int64_t j = begin; j < end; ++j) out[j] = old[j];
         } else if (relu) {
+          RNNKIT_SIMD
           for (int64_t j = begin; j < end; ++j) out[j] = out[j] > scalar_t(0) ? out[j] : 0;
         } else {
+          RNNKIT_SIMD
           for (int64_t j = begin; j < end; ++j) out[j] = tanh_(out[j]);
         }
       });
@@ -77,6 +80,7 @@ std::vector<Tensor> rnn_backward(const OptionalTensor& grad_output_in,
         scalar_t* __restrict__ pre = grad_pre_data + at_row;
         scalar_t* __restrict__ seen = recorded ? recorded + at_row : nullptr;
         if (!running(mask_data, t, batch, row)) {  // held past the end: passes through as is
+          RNNKIT_SIMD
           for (int64_t j = begin; j < end; ++j) pre[j] = 0;
           if (seen) for (int64_t j = begin; j < end; ++j) seen[j] = 0;
           return;
@@ -84,14 +88,18 @@ std::vector<Tensor> rnn_backward(const OptionalTensor& grad_output_in,
         const scalar_t* __restrict__ h = states + (t + 1) * batch * hidden + row * hidden;
         if (outputs) {
           const scalar_t* __restrict__ out = outputs + at_row;
+          RNNKIT_SIMD
           for (int64_t j = begin; j < end; ++j) grad[j] += out[j];
         }
         if (seen) for (int64_t j = begin; j < end; ++j) seen[j] = grad[j];
         if (relu) {
+          RNNKIT_SIMD
           for (int64_t j = begin; j < end; ++j) pre[j] = h[j] > scalar_t(0) ? grad[j] : 0;
         } else {
+          RNNKIT_SIMD
           for (int64_t j = begin; j < end; ++j) pre[j] = grad[j] * (1 - h[j] * h[j]);
         }
+        RNNKIT_SIMD
         for (int64_t j = begin; j < end; ++j) grad[j] = 0;  // the GEMM below accumulates
       });
       recurrent.run(grad_pre_data + offset, hidden, scalar_t(1), grad_state, hidden);
