@@ -94,6 +94,8 @@ class Series:
 
 def parse_time(text: str) -> tuple[datetime, str | None] | None:
     text = text.strip()
+    if text.isdigit() and len(text) != 4:  # a row number, not a year
+        return None
     for pattern in TIME_FORMATS:
         try:
             return datetime.strptime(text, pattern), pattern
