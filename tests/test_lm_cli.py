@@ -87,6 +87,22 @@ def test_config_file_and_flag_overrides(tmp_path, capsys):
     assert "lr = 0.01" in capsys.readouterr().out
 
 
+def test_variant_flags_reach_the_layer(tmp_path):
+    from rnnkit.train import load_run
+
+    corpus = write_corpus(tmp_path)
+    out = tmp_path / "run"
+    assert main(["train", str(corpus), *TINY, "--max-steps", "3", "--layer-norm", "--zoneout",
+                 "0.1", "--zoneout-cell", "0.05", "--recurrent-dropout", "0.2", "--weight-drop",
+                 "0.3", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 0
+    model, _, config = load_run(out)
+    variants = model.rnn.variants
+    assert variants.layer_norm and variants.zoneout_hidden == 0.1
+    assert variants.zoneout_cell == 0.05 and variants.recurrent_dropout == 0.2
+    assert variants.weight_drop == 0.3
+    assert "ln_cell_weight_l0" in dict(model.rnn.named_parameters())
+
+
 def bad_inputs(tmp_path):
     good = write_corpus(tmp_path)
     (tmp_path / "empty.txt").write_bytes(b"")
@@ -116,6 +132,9 @@ def bad_inputs(tmp_path):
         (train + [str(good), "--cell", "lstm2"], "--cell must be one of"),
         (train + [str(good), "--bidirectional"], "bidirectional layers cannot be used"),
         (train + [str(good), "--schedule", "cosine"], "cosine needs a budget"),
+        (train + [str(good), "--cell", "gru", "--peephole"], "`peephole` is an LSTM option"),
+        (train + [str(good), "--zoneout", "1.2"], "zoneout .* must be a probability in"),
+        (train + [str(good), "--cell", "gru", "--zoneout-cell", "0.1"], "needs --cell lstm"),
         (["train", "--resume", str(tmp_path / "notrun")], "notrun is not an rnnkit run folder"),
         (["sample", str(tmp_path / "notrun")], "notrun is not an rnnkit run folder"),
         (["sample", str(corrupt)], "config.json is corrupt"),

@@ -33,6 +33,10 @@ FLAGS = {
     "--init": ("model.init", str, "default | chrono (Tallec & Ollivier 2018)"),
     "--chrono-max-len": ("model.chrono_max_len", int, "chrono: longest memory (default seq-len)"),
     "--backend": ("model.backend", str, "auto | fused | reference"),
+    "--zoneout": ("model.zoneout", float, "zoneout probability on h (arXiv 1606.01305)"),
+    "--zoneout-cell": ("model.zoneout_cell", float, "lstm: zoneout probability on c"),
+    "--recurrent-dropout": ("model.recurrent_dropout", float, "variational dropout on h_{t-1}"),
+    "--weight-drop": ("model.weight_drop", float, "DropConnect on W_hh (AWD-LSTM)"),
     "--batch-size": ("train.batch_size", int, "streams per batch (default 64)"),
     "--seq-len": ("train.seq_len", int, "truncated-BPTT length (default 100)"),
     "--optimizer": ("train.optimizer", str, "adamw | sgd | rmsprop (default adamw)"),
@@ -68,6 +72,10 @@ def register(subparsers) -> None:
     parser.add_argument("--resume", metavar="RUN", help="continue this run exactly")
     parser.add_argument("--tie-weights", action="store_const", const=True, default=None,
                         help="decoder shares the embedding matrix (needs --embedding = --hidden)")
+    for switch, text in (("--layer-norm", "layer-normalised gates and cell (arXiv 1607.06450)"),
+                         ("--peephole", "lstm: gates see the cell state (Gers & Schmidhuber)"),
+                         ("--coupled-gates", "lstm: input gate = 1 - forget gate (CIFG)")):
+        parser.add_argument(switch, action="store_const", const=True, default=None, help=text)
     parser.add_argument("--bidirectional", action="store_const", const=True, default=None,
                         help=argparse.SUPPRESS)  # refused with a message: a language model
     parser.add_argument("--vocab-from", action="append", metavar="FILE",
@@ -83,6 +91,8 @@ def overrides_from(args) -> dict:
                  FLAGS.items()}
     overrides["model.tie_weights"] = args.tie_weights
     overrides["model.bidirectional"] = args.bidirectional
+    for name in ("layer_norm", "peephole", "coupled_gates"):
+        overrides[f"model.{name}"] = getattr(args, name)
     overrides["data.path"] = args.path
     overrides["data.vocab_from"] = args.vocab_from
     overrides["out"] = args.out

@@ -35,6 +35,27 @@ class ModelConfig:
     init: str = "default"
     chrono_max_len: int = 0  # 0: the training sequence length
     backend: str = "auto"
+    # variants of the recurrent layer (rnnkit.variants)
+    layer_norm: bool = False
+    zoneout: float = 0.0  # on h
+    zoneout_cell: float = 0.0  # on c (LSTM)
+    recurrent_dropout: float = 0.0
+    weight_drop: float = 0.0
+    peephole: bool = False
+    coupled_gates: bool = False
+
+    def variant_options(self) -> dict:
+        """The layer's keyword options for the variants that are switched on."""
+        options = {}
+        for name in ("layer_norm", "recurrent_dropout", "weight_drop", "peephole",
+                     "coupled_gates"):
+            if getattr(self, name):
+                options[name] = getattr(self, name)
+        if self.zoneout or self.zoneout_cell:
+            options["zoneout"] = (
+                (self.zoneout, self.zoneout_cell) if self.cell == "lstm" else self.zoneout
+            )
+        return options
 
     def validate(self) -> ModelConfig:
         if self.cell not in CELLS:
@@ -59,6 +80,13 @@ class ModelConfig:
             raise UserError(f"--init must be one of {', '.join(INITS)}, got {self.init!r}")
         if (self.forget_bias is not None or self.init == "chrono") and self.cell == "rnn":
             raise UserError("--forget-bias and --init chrono need a gated cell (gru or lstm)")
+        if self.zoneout_cell and self.cell != "lstm":
+            raise UserError(f"--zoneout-cell needs --cell lstm (the {self.cell} has no cell state)")
+        try:  # the layer's own checks, as one-line messages naming the flag
+            CELLS[self.cell](1, 2, **self.variant_options())
+        except ValueError as error:
+            message = str(error).split(": ", 1)[-1]
+            raise UserError(f"--cell {self.cell}: {message}") from None
         return self
 
     @classmethod
@@ -94,6 +122,7 @@ class LanguageModel(nn.Module):
             num_layers=config.layers,
             dropout=config.dropout if config.layers > 1 else 0.0,
             backend=config.backend,
+            **config.variant_options(),
         )
         self.output_dropout = nn.Dropout(config.dropout)
         self.decoder = nn.Linear(config.hidden, config.vocab_size)
