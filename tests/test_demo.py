@@ -49,6 +49,22 @@ def test_longdep_one_worker(tmp_path, capsys):
     assert "order T=12" in capsys.readouterr().out
 
 
+def test_longdep_takes_the_layer_variants(tmp_path, capsys):
+    out = tmp_path / "variants"
+    assert main(["longdep", "--task", "order", "--cells", "rnn,lstm", "--seeds", "1",
+                 "--layer-norm", "--zoneout", "0.1", "--zoneout-cell", "0.05",
+                 "--recurrent-dropout", "0.2", "--out", str(out), "--workers", "1", *TOY]) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert data["settings"]["variants"] == {"layer_norm": True, "zoneout": 0.1,
+                                            "zoneout_cell": 0.05, "recurrent_dropout": 0.2}
+    from rnnkit.tasks.models import build_layer
+
+    lstm = build_layer("lstm", 2, 4, 10, variants=data["settings"]["variants"])
+    assert lstm.variants.layer_norm and lstm.variants.zoneout_cell == 0.05
+    rnn = build_layer("rnn", 2, 4, 10, variants=data["settings"]["variants"])
+    assert not rnn.variants.layer_norm and rnn.variants.zoneout_hidden == 0.1
+
+
 @pytest.mark.parametrize("arguments, message", [
     (["demo", "--T", "1"], "--T must be an integer of at least 2, got 1"),
     (["demo", "--steps", "0"], "--steps must be a positive integer, got 0"),
@@ -57,6 +73,7 @@ def test_longdep_one_worker(tmp_path, capsys):
     (["longdep", "--task", "parity"], "unknown task 'parity'; valid: adding, recall, copy"),
     (["longdep", "--seeds", "0"], "--seeds must be at least 1"),
     (["longdep", "--lr", "-1"], "--lr must be positive"),
+    (["longdep", "--zoneout", "1.5"], "cell rnn: `zoneout (p_h)` must be a probability in"),
     (["gradflow", "--T", "1"], "--T must be an integer of at least 2"),
     (["gradflow", "--out", "flow.svg"], "expected a .png file name"),
 ])

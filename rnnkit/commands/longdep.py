@@ -22,7 +22,7 @@ from rnnkit.commands.demo import (
 )
 from rnnkit.errors import UserError
 from rnnkit.tasks import TASKS, make_task
-from rnnkit.tasks.models import DEFAULT_CELLS, parse_cells
+from rnnkit.tasks.models import DEFAULT_CELLS, build_layer, parse_cells
 from rnnkit.tasks.results import format_table
 
 
@@ -41,7 +41,22 @@ def register(subparsers) -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default longdep-<task>-T<T>)")
     add_training_arguments(parser, steps=2000, learning_rate=1e-3)
+    variants = parser.add_argument_group(
+        "layer variants (each applied to the cells that take it; rnnkit.variants)")
+    for switch, text in (("--layer-norm", "layer-normalised gates (gru, lstm)"),
+                         ("--peephole", "gates see the cell state (lstm)"),
+                         ("--coupled-gates", "input gate = 1 - forget gate (lstm)")):
+        variants.add_argument(switch, action="store_true", help=text)
+    for option, text in (("--zoneout", "zoneout probability on h"),
+                         ("--zoneout-cell", "zoneout probability on c (lstm)"),
+                         ("--recurrent-dropout", "variational dropout on h_{t-1}"),
+                         ("--weight-drop", "DropConnect on W_hh")):
+        variants.add_argument(option, type=float, default=0.0, metavar="P", help=text)
     parser.set_defaults(handler=run)
+
+
+VARIANT_FLAGS = ("layer_norm", "peephole", "coupled_gates", "zoneout", "zoneout_cell",
+                 "recurrent_dropout", "weight_drop")
 
 
 def run(args) -> int:
@@ -50,12 +65,17 @@ def run(args) -> int:
     if args.seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {args.seeds}")
     settings = settings_from(args, args.stop_when_solved)
+    settings.variants = {name: getattr(args, name) for name in VARIANT_FLAGS
+                         if getattr(args, name)}
+    for cell in cells:  # refuse bad probabilities before any run starts
+        build_layer(cell, 2, 2, 3, variants=settings.variants)
     out = prepare_out(args.out or Path(f"longdep-{args.task}-T{args.T}"))
     print(task.describe())
     print(f"cells: {', '.join(cells)}; seeds 0..{args.seeds - 1}; {settings.steps} steps, "
           f"batch {settings.batch_size}, hidden {settings.hidden}, "
           f"Adam {settings.learning_rate:g}, clip {settings.clip:g}; "
-          f"{args.workers} runs in parallel\n")
+          f"{args.workers} runs in parallel"
+          + (f"; variants {settings.variants}" if settings.variants else "") + "\n")
     from rnnkit.tasks.experiment import run_experiment
 
     data, _ = run_experiment(

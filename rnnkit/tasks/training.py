@@ -35,6 +35,7 @@ class TrainSettings:
     stop_after_solved: int | None = None
     gradient_flow: bool = True
     backend: str = "auto"
+    variants: dict = field(default_factory=dict)  # layer variants, e.g. {"layer_norm": True}
 
     def validate(self) -> TrainSettings:
         for name in ("steps", "batch_size", "hidden", "eval_every", "test_size"):
@@ -97,7 +98,7 @@ def train(
 def _train(task, cell, seed, settings, on_step):
     settings.validate()
     torch.manual_seed(seed)  # the weights (and chrono's time scales) depend on the seed only
-    model = TaskModel(task, cell, settings.hidden, settings.backend)
+    model = TaskModel(task, cell, settings.hidden, settings.backend, settings.variants)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     generator = torch.Generator().manual_seed(seed)
     test_inputs, test_targets = task.test_set(settings.test_size, seed)
