@@ -19,7 +19,8 @@ COMMAND_MODULES = (
     "rnnkit.commands.demo",
     "rnnkit.commands.longdep", "rnnkit.commands.gradflow", "rnnkit.commands.report",
     "rnnkit.commands.train", "rnnkit.commands.sample", "rnnkit.commands.eval",
-    "rnnkit.commands.forecast",
+    "rnnkit.commands.bench",
+    "rnnkit.commands.forecast", "rnnkit.commands.classify",
 )
 
 

@@ -246,3 +246,11 @@ def test_cache_key_follows_the_sources(monkeypatch, tmp_path):
     (source / "a.cpp").write_text("int b;")
     assert loader._key(["-O3"]) != first
     assert loader._key(["-O2"]) != loader._key(["-O3"])
+
+
+@needs_kernels
+def test_cli_build_kernels_reports_the_folder(capsys):
+    from rnnkit.cli import main
+
+    assert main(["build-kernels"]) == 0
+    assert str(loader.cache_directory()) in capsys.readouterr().out

@@ -5,6 +5,12 @@ user cache directory and loaded by :func:`load_functions`, which :mod:`rnnkit.ba
 It returns ``None`` (after one warning) where the kernels cannot be built.
 """
 
-from rnnkit.kernels.loader import KernelBuildError, build, cache_directory, load_functions
+from rnnkit.kernels.loader import (
+    KernelBuildError,
+    build,
+    cache_directory,
+    failure,
+    load_functions,
+)
 
-__all__ = ["KernelBuildError", "build", "cache_directory", "load_functions"]
+__all__ = ["KernelBuildError", "build", "cache_directory", "failure", "load_functions"]

@@ -201,6 +201,11 @@ def load_functions() -> SimpleNamespace | None:
     return _functions
 
 
+def failure() -> str | None:
+    """Why the last :func:`load_functions` returned None, or None when it did not."""
+    return _failure
+
+
 def reset() -> None:
     """Forget the cached outcome, so the next :func:`load_functions` tries again (tests)."""
     global _functions, _failure

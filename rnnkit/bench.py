@@ -1,0 +1,175 @@
+"""Speed of rnnkit's layers against torch.nn's, side by side in one process, as ratios.
+
+For each family and size: the median time of torch.nn and of rnnkit, forward only (no grad)
+and forward+backward, their ratio (torch.nn / rnnkit: above 1, rnnkit is faster), the GFLOP/s
+of the GEMMs each reached and its share of the fp32 GEMM peak measured in the same run. Runs of
+the two alternate, so a burst of load on a shared machine hits both. Used by ``rnnkit bench``
+and ``benchmarks/speed.py``; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+import rnnkit
+
+# family: (torch.nn class, rnnkit class, gates per hidden unit)
+FAMILIES = {
+    "lstm": (nn.LSTM, rnnkit.LSTM, 4),
+    "gru": (nn.GRU, rnnkit.GRU, 3),
+    "rnn": (nn.RNN, rnnkit.RNN, 1),
+}
+BATCHES = (1, 8, 32, 64)
+HIDDENS = (64, 128, 256, 512, 1024)
+STEPS = (50, 200)
+MODES = ("forward", "forward_backward")
+
+
+def gemm_flops(family: str, batch: int, hidden: int, steps: int, input_size: int, mode: str) -> int:
+    """Floating-point operations of the layer's GEMMs (the pointwise work is left out).
+
+    Forward: ``2 T N G (I + H)`` with G = gates * H. The backward runs two GEMMs of the same
+    size per forward GEMM (the error to the inputs/states, and the weight gradients).
+    """
+    gates = FAMILIES[family][2] * hidden
+    forward = 2 * steps * batch * gates * (input_size + hidden)
+    return forward if mode == "forward" else 3 * forward
+
+
+def gemm_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of one large square fp32 ``torch.mm``: what the BLAS reaches on this machine."""
+    left, right = torch.randn(size, size), torch.randn(size, size)
+    out = torch.empty(size, size)
+    torch.mm(left, right, out=out)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        torch.mm(left, right, out=out)
+        times.append(time.perf_counter() - started)
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
+def side_by_side(first: Callable[[], None], second: Callable[[], None], repeats: int):
+    """Median seconds of two functions, their runs alternating, after one warm-up each."""
+    first()
+    second()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for function, collected in ((first, times[0]), (second, times[1])):
+            started = time.perf_counter()
+            function()
+            collected.append(time.perf_counter() - started)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
+def _runner(module: nn.Module, x: torch.Tensor, mode: str) -> Callable[[], None]:
+    if mode == "forward":
+
+        def run() -> None:
+            with torch.no_grad():
+                module(x)
+
+        return run
+    leaf = x.clone().requires_grad_(True)
+
+    def run_backward() -> None:
+        output, _ = module(leaf)
+        output.sum().backward()
+
+    return run_backward
+
+
+def measure(
+    family: str,
+    batch: int,
+    hidden: int,
+    steps: int,
+    repeats: int = 5,
+    backend: str = "auto",
+    peak_gflops: float | None = None,
+    seed: int = 0,
+) -> dict:
+    """One row of the table: both modes for one family and size (input size = hidden size)."""
+    torch_class, rnnkit_class, _ = FAMILIES[family]
+    torch.manual_seed(seed)
+    reference = torch_class(hidden, hidden)
+    ours = rnnkit_class(hidden, hidden, backend=backend)
+    ours.load_state_dict(reference.state_dict())
+    x = torch.randn(steps, batch, hidden)
+    row = {"family": family, "batch": batch, "hidden": hidden, "T": steps}
+    for mode in MODES:
+        torch_seconds, ours_seconds = side_by_side(
+            _runner(reference, x, mode), _runner(ours, x, mode), repeats
+        )
+        flops = gemm_flops(family, batch, hidden, steps, hidden, mode)
+        entry = {
+            "torch_s": torch_seconds,
+            "rnnkit_s": ours_seconds,
+            "ratio": torch_seconds / ours_seconds,
+            "torch_gflops": flops / torch_seconds / 1e9,
+            "rnnkit_gflops": flops / ours_seconds / 1e9,
+        }
+        if peak_gflops:
+            entry["torch_peak_share"] = entry["torch_gflops"] / peak_gflops
+            entry["rnnkit_peak_share"] = entry["rnnkit_gflops"] / peak_gflops
+        row[mode] = entry
+    return row
+
+
+def sizes(
+    families: Iterable[str], batches: Iterable[int], hiddens: Iterable[int], steps: Iterable[int]
+) -> list[tuple[str, int, int, int]]:
+    """The matrix in table order: family, then T, then batch, then hidden."""
+    return [
+        (family, batch, hidden, length)
+        for family in families
+        for length in steps
+        for batch in batches
+        for hidden in hiddens
+    ]
+
+
+def environment(backend: str, peak_gflops: float) -> dict:
+    from rnnkit import backends
+
+    return {
+        "torch": torch.__version__,
+        "rnnkit": rnnkit.__version__,
+        "threads": torch.get_num_threads(),
+        "backend": backends.select(backend).name,
+        "sgemm_peak_gflops": peak_gflops,
+    }
+
+
+HEADER = (
+    f"{'family':6} {'batch':>5} {'hidden':>6} {'T':>4} | {'fwd torch':>10} {'rnnkit':>9} "
+    f"{'ratio':>6} {'GF/s':>6} {'peak':>5} | {'f+b torch':>10} {'rnnkit':>9} {'ratio':>6} "
+    f"{'GF/s':>6} {'peak':>5}"
+)
+
+
+def format_row(row: dict) -> str:
+    """One line of the table; GF/s and the peak share are rnnkit's."""
+    parts = [f"{row['family']:6} {row['batch']:5d} {row['hidden']:6d} {row['T']:4d}"]
+    for mode in MODES:
+        entry = row[mode]
+        share = entry.get("rnnkit_peak_share")
+        parts.append(
+            f"{entry['torch_s'] * 1e3:8.2f}ms {entry['rnnkit_s'] * 1e3:7.2f}ms "
+            f"{entry['ratio']:6.2f} {entry['rnnkit_gflops']:6.1f} "
+            + (f"{share:5.0%}" if share is not None else f"{'-':>5}")
+        )
+    return " | ".join(parts)
+
+
+def format_environment(info: dict) -> str:
+    return (
+        f"rnnkit {info['rnnkit']} (backend {info['backend']}) vs torch.nn {info['torch']}, "
+        f"{info['threads']} threads, sgemm peak {info['sgemm_peak_gflops']:.1f} GFLOP/s; "
+        "ratio = torch.nn time / rnnkit time, medians of alternating repeats"
+    )

@@ -1,0 +1,102 @@
+"""``rnnkit bench`` and ``rnnkit build-kernels``: the speed of the layers on this machine.
+
+``rnnkit bench`` prints, per family and size, torch.nn's and rnnkit's median times side by
+side, forward (no grad) and forward+backward, their ratio, the GFLOP/s reached and its share of
+the sgemm peak measured in the same run. ``rnnkit build-kernels`` builds the fused C++ kernels
+ahead of time (they are otherwise built on first use).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import torch
+
+from rnnkit import bench
+from rnnkit.errors import UserError
+
+
+def _positive(values: list[int], name: str) -> list[int]:
+    for value in values:
+        if value < 1:
+            raise UserError(f"--{name} takes positive integers, got {value}")
+    return values
+
+
+def run_bench(args) -> int:
+    batches = _positive(args.batch, "batch")
+    hiddens = _positive(args.hidden, "hidden")
+    steps = _positive(args.T, "T")
+    if args.repeats < 1:
+        raise UserError(f"--repeats must be at least 1, got {args.repeats}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UserError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    if args.backend == "fused":
+        from rnnkit import kernels
+
+        if kernels.load_functions() is None:
+            raise UserError(f"--backend fused: the fused kernels are not available "
+                            f"({kernels.failure()})")
+    peak = bench.gemm_peak_gflops()
+    info = bench.environment(args.backend, peak)
+    to_stdout = args.json == "-"
+    show = (lambda *a, **k: None) if to_stdout else print
+    show(bench.format_environment(info))
+    show(bench.HEADER)
+    show("-" * len(bench.HEADER))
+    rows = []
+    for family, batch, hidden, length in bench.sizes(args.families, batches, hiddens, steps):
+        row = bench.measure(family, batch, hidden, length, args.repeats, args.backend, peak)
+        rows.append(row)
+        show(bench.format_row(row), flush=True)
+    if args.json:
+        text = json.dumps({"environment": info, "rows": rows}, indent=2)
+        if to_stdout:
+            sys.stdout.write(text + "\n")
+        else:
+            with open(args.json, "w") as handle:
+                handle.write(text + "\n")
+            print(f"wrote {args.json}")
+    return 0
+
+
+def run_build(args) -> int:
+    from rnnkit import kernels
+
+    try:
+        folder = kernels.build()
+    except kernels.KernelBuildError as error:
+        raise UserError(str(error)) from error
+    print(f"rnnkit: fused kernels ready in {folder}")
+    return 0
+
+
+def add_matrix_arguments(parser) -> None:
+    """The size-matrix options, shared with benchmarks/speed.py."""
+    parser.add_argument("--families", nargs="+", default=list(bench.FAMILIES),
+                        choices=list(bench.FAMILIES), help="default: all three")
+    parser.add_argument("--batch", nargs="+", type=int, default=list(bench.BATCHES),
+                        help=f"batch sizes (default {' '.join(map(str, bench.BATCHES))})")
+    parser.add_argument("--hidden", nargs="+", type=int, default=list(bench.HIDDENS),
+                        help=f"hidden = input sizes (default {' '.join(map(str, bench.HIDDENS))})")
+    parser.add_argument("--T", nargs="+", type=int, default=list(bench.STEPS),
+                        help=f"sequence lengths (default {' '.join(map(str, bench.STEPS))})")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per cell (median)")
+    parser.add_argument("--backend", default="auto", choices=["auto", "fused", "reference"])
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--json", metavar="PATH",
+                        help="also write the rows as JSON to PATH ('-': only JSON, to stdout)")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "bench", help="rnnkit vs torch.nn speed on this machine, as ratios",
+        description=__doc__.split("\n\n")[1].replace("\n", " "))
+    add_matrix_arguments(parser)
+    parser.set_defaults(handler=run_bench)
+    build = subparsers.add_parser(
+        "build-kernels", help="build the fused C++ kernels now (otherwise on first use)")
+    build.set_defaults(handler=run_build)
