@@ -228,7 +228,7 @@ def test_fallback_warns_once_and_gives_reference_numbers(unbuildable, caplog):
 
 
 def test_no_compiler_is_a_clear_error(monkeypatch, tmp_path):
-    monkeypatch.setenv("RNNKIT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("RNNKIT_CACHE", str(tmp_path))
     monkeypatch.setattr(loader.shutil, "which", lambda name: None)
     monkeypatch.setattr(loader, "_key", lambda cflags: "never-built")  # not the loaded one
     with pytest.raises(loader.KernelBuildError, match="no C\\+\\+ compiler"):

@@ -1,6 +1,6 @@
 """Build the fused kernels once with torch.utils.cpp_extension, cache them, load them cheaply.
 
-The build goes to ``$RNNKIT_CACHE_DIR`` (default ``~/.cache/rnnkit``) under
+The build goes to ``$RNNKIT_CACHE`` (default ``~/.cache/rnnkit``) under
 ``kernels-<hash>``, the hash covering the sources, the compiler flags, torch's and Python's
 versions and the CPU, so a changed source or another machine sharing the home directory never
 loads a stale or foreign binary. Once built, loading is an import of the shared object.
@@ -46,8 +46,8 @@ class KernelBuildError(RuntimeError):
 
 
 def cache_directory() -> Path:
-    """Where built kernels live: ``$RNNKIT_CACHE_DIR`` or ``$XDG_CACHE_HOME/rnnkit``."""
-    root = os.environ.get("RNNKIT_CACHE_DIR")
+    """Where built kernels live: ``$RNNKIT_CACHE`` or ``$XDG_CACHE_HOME/rnnkit``."""
+    root = os.environ.get("RNNKIT_CACHE")
     if root:
         return Path(root).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
