@@ -243,9 +243,6 @@ std::vector<Tensor> lstm_backward(const OptionalTensor& grad_output,
                                   const Tensor& hiddens, const Tensor& cells, const Tensor& gates,
                                   const OptionalTensor& mask, bool record, bool has_bias,
                                   std::vector<bool> needs);
-std::vector<Tensor> lstm_forward_bf16(const Tensor& x, const Tensor& h0, const Tensor& c0,
-                                      const Tensor& weight_ih, const Tensor& weight_hh,
-                                      const OptionalTensor& bias, const OptionalTensor& mask);
 std::vector<Tensor> gru_forward(const Tensor& x, const Tensor& h0, const Tensor& weight_ih,
                                 const Tensor& weight_hh, const OptionalTensor& bias_ih,
                                 const OptionalTensor& bias_hh, const OptionalTensor& mask);
