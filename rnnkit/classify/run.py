@@ -1,0 +1,291 @@
+"""Classification runs: configuration, data, the training task, loading and predicting.
+
+The run folder has the language models' layout (``config.json``, ``metrics.jsonl``,
+``checkpoints/``, ``best``, ``last``); a checkpoint's ``config.json`` holds
+``kind: "classifier"``, the configuration, the tokenizer and the class names.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch.nn import functional as F
+
+from rnnkit.classify.data import (
+    LabelledTexts,
+    TextEncoder,
+    bucket_batches,
+    class_names,
+    fit_tokenizer,
+    pad,
+    read_labelled,
+    stratified_split,
+)
+from rnnkit.classify.metrics import scores
+from rnnkit.classify.model import Classifier, ClassifierConfig
+from rnnkit.classify.vectors import read_vectors
+from rnnkit.data.tokenizers import LEVELS, tokenizer_from_dict
+from rnnkit.errors import UserError
+from rnnkit.train.checkpoint import (
+    CONFIG_FILE,
+    is_checkpoint,
+    load_checkpoint,
+    write_json_atomic,
+)
+from rnnkit.train.config import TrainConfig
+from rnnkit.train.supervised import SupervisedTrainer, epoch_generator
+
+logger = logging.getLogger(__name__)
+
+KIND = "classifier"
+RESUMABLE = {"max_steps", "epochs", "time_budget", "patience", "log_every", "threads"}
+
+
+@dataclass
+class TextDataConfig:
+    """Where the labelled texts are and how they become tokens."""
+
+    path: str = ""
+    text_col: str | None = None  # None: found by name (text, document, sentence, ...)
+    label_col: str | None = None
+    val: str | None = None  # a separate validation file; otherwise val_fraction of the data
+    val_fraction: float = 0.1
+    level: str = "char"
+    min_count: int = 1  # char and word levels: rarer symbols become unknown
+    max_vocab: int = 0  # word level
+    vocab_size: int = 8000  # bpe level
+    max_len: int = 400  # tokens read per text; 0 reads all
+    pretrained_embeddings: str | None = None
+
+    def validate(self) -> TextDataConfig:
+        if self.level not in LEVELS:
+            raise UserError(f"--level must be one of {', '.join(LEVELS)}, got {self.level!r}")
+        if self.min_count < 1 or self.max_len < 0 or self.max_vocab < 0:
+            raise UserError("--min-count must be at least 1, --max-len and --max-vocab >= 0")
+        if self.level == "bpe" and self.vocab_size < 257:
+            raise UserError(f"--vocab-size must be at least 257 for bpe, got {self.vocab_size}")
+        return self
+
+
+@dataclass
+class ClassifyConfig:
+    data: TextDataConfig = field(default_factory=TextDataConfig)
+    model: ClassifierConfig = field(default_factory=ClassifierConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    out: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ClassifyConfig:
+        def build(kind, values):
+            known = {item.name for item in fields(kind)}
+            return kind(**{key: value for key, value in (values or {}).items() if key in known})
+
+        return cls(build(TextDataConfig, data.get("data")),
+                   ClassifierConfig.from_dict(data.get("model") or {}),
+                   build(TrainConfig, data.get("train")), data.get("out", ""))
+
+
+class ClassifyData:
+    """Training and validation texts, the classes, the fitted tokenizer, the token ids."""
+
+    def __init__(self, config: TextDataConfig, seed: int, tokenizer=None, classes=None) -> None:
+        labelled = read_labelled(config.path, config.text_col, config.label_col)
+        config.text_col, config.label_col = labelled.text_col, labelled.label_col
+        if config.val:
+            train, valid = labelled, read_labelled(config.val, config.text_col,
+                                                   config.label_col, what="--val")
+        else:
+            train_index, val_index = stratified_split(labelled.labels, config.val_fraction, seed)
+            train, valid = _subset(labelled, train_index), _subset(labelled, val_index)
+        self.classes = classes or class_names(train.labels, f"the label column of {train.source}"
+                                              if train.label_col else train.source)
+        self.train, self.valid = train, valid
+        self.skipped_empty = labelled.skipped_empty
+        self.tokenizer = tokenizer or fit_tokenizer(train.texts, config.level, config.min_count,
+                                                    config.max_vocab, config.vocab_size)
+        self.encoder = TextEncoder(self.tokenizer, config.max_len)
+        self.train_ids = self.encoder.encode_many(train.texts)
+        self.valid_ids = self.encoder.encode_many(valid.texts)
+        self.train_targets = self.targets(train, "DATA")
+        self.valid_targets = self.targets(valid, "--val" if config.val else "DATA")
+
+    def targets(self, texts: LabelledTexts, what: str) -> torch.Tensor:
+        index = {name: i for i, name in enumerate(self.classes)}
+        unknown = sorted(set(texts.labels) - index.keys())
+        if unknown:
+            raise UserError(f"{what} {texts.source} has label(s) {', '.join(map(repr, unknown))} "
+                            f"the training data lacks; the classes are {', '.join(self.classes)}")
+        return torch.tensor([index[label] for label in texts.labels], dtype=torch.long)
+
+
+def _subset(texts: LabelledTexts, indices: list[int]) -> LabelledTexts:
+    return LabelledTexts([texts.texts[i] for i in indices], [texts.labels[i] for i in indices],
+                         texts.source, texts.text_col, texts.label_col)
+
+
+@torch.no_grad()
+def predict_probabilities(model: Classifier, ids: list[list[int]], batch_size: int = 256):
+    """``(N, classes)`` probabilities, computed in batches of similar length."""
+    model.eval()
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    result = torch.zeros(len(ids), model.config.classes)
+    for start in range(0, len(order), batch_size):
+        chosen = order[start:start + batch_size]
+        tokens, lengths = pad([ids[i] for i in chosen])
+        result[chosen] = model(tokens, lengths).softmax(dim=-1)
+    return result
+
+
+class ClassifyTask:
+    """Length-bucketed batches, cross-entropy, and accuracy / macro-F1 on validation."""
+
+    def __init__(self, config: ClassifyConfig, data: ClassifyData) -> None:
+        self.config, self.data = config, data
+        self.lengths = [len(ids) for ids in data.train_ids]
+        self._epoch, self._batches = -1, []
+
+    def _epoch_batches(self, epoch: int) -> list:
+        if epoch != self._epoch:
+            generator = epoch_generator(self.config.train.seed, epoch)
+            self._batches = bucket_batches(self.lengths, self.config.train.batch_size, generator)
+            self._epoch = epoch
+        return self._batches
+
+    def batch_count(self) -> int:
+        return len(self._epoch_batches(0))
+
+    def batch(self, epoch: int, index: int):
+        chosen = self._epoch_batches(epoch)[index]
+        tokens, lengths = pad([self.data.train_ids[i] for i in chosen])
+        return tokens, lengths, self.data.train_targets[chosen]
+
+    def loss(self, model, batch):
+        tokens, lengths, targets = batch
+        return F.cross_entropy(model(tokens, lengths), targets), len(targets)
+
+    def validate(self, model) -> dict:
+        train = self.config.train
+        probabilities = predict_probabilities(model, self.data.valid_ids,
+                                              train.eval_batch_size or 256)
+        targets = self.data.valid_targets
+        loss = F.nll_loss(probabilities.clamp_min(1e-12).log(), targets).item()
+        result = scores(targets, probabilities.argmax(dim=1), len(self.data.classes))
+        return {"score": 1.0 - result["accuracy"], "val_loss": loss,
+                "val_accuracy": result["accuracy"], "val_macro_f1": result["macro_f1"],
+                "val_confusion": result["confusion"]}
+
+    def checkpoint_config(self) -> dict:
+        return {"kind": KIND, "run": self.config.to_dict(), "classes": self.data.classes,
+                "tokenizer": self.data.tokenizer.to_dict()}
+
+    def data_hash(self) -> str:
+        return self.data.train.content_hash()
+
+
+def start_classifier(config: ClassifyConfig, progress: bool = False,
+                     embedding_given: bool = False):
+    """A trainer for a fresh run, and the pretrained vectors it started from (or None).
+
+    With pretrained vectors the embedding takes their size; ``embedding_given`` says the
+    user asked for a size, which must then match.
+    """
+    config.data.validate()
+    train = config.train.validate()
+    if not (train.max_steps or train.epochs or train.time_budget):
+        train.epochs = 5.0
+    run_dir = Path(config.out or Path("runs") / f"classify-{Path(config.data.path).stem}")
+    if (run_dir / "last").exists() or (run_dir / "best").exists():
+        raise UserError(f"--out {run_dir} already holds a run; continue it with --resume "
+                        f"{run_dir} or choose another --out")
+    config.out = str(run_dir)
+    if train.threads:
+        torch.set_num_threads(train.threads)
+    data = ClassifyData(config.data, train.seed)
+    config.model.vocab_size = data.encoder.vocab_size
+    config.model.classes = len(data.classes)
+    vectors = None
+    if config.data.pretrained_embeddings:
+        vectors = read_vectors(config.data.pretrained_embeddings, data.encoder.tokens())
+        if embedding_given and config.model.embedding != vectors.dimension:
+            raise UserError(f"--embedding {config.model.embedding} differs from the "
+                            f"{vectors.dimension} numbers per vector of "
+                            f"--pretrained-embeddings {config.data.pretrained_embeddings}")
+        config.model.embedding = vectors.dimension
+    elif config.model.freeze_embeddings:
+        raise UserError("--freeze-embeddings needs --pretrained-embeddings FILE")
+    torch.manual_seed(train.seed)
+    model = Classifier(config.model)
+    if vectors is not None:
+        model.load_vectors(vectors.vectors, vectors.found)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run_dir / "config.json", config.to_dict())
+    trainer = SupervisedTrainer(model, ClassifyTask(config, data), train, run_dir, progress,
+                                score_name="val_error")
+    return trainer, vectors
+
+
+class ClassifierRun(NamedTuple):
+    model: Classifier
+    encoder: TextEncoder
+    classes: list[str]
+    config: ClassifyConfig
+    path: Path
+
+
+def _from_checkpoint(checkpoint) -> ClassifierRun:
+    where = checkpoint.path / CONFIG_FILE
+    data = checkpoint.config
+    if data.get("kind") != KIND:
+        raise UserError(f"{where}: expected a classifier run, found kind {data.get('kind')!r}")
+    try:
+        config = ClassifyConfig.from_dict(data["run"])
+        tokenizer = tokenizer_from_dict(data["tokenizer"])
+        classes = list(data["classes"])
+        model = Classifier(config.model)
+        model.load_state_dict(checkpoint.tensors)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{where} is corrupt or does not fit its weights ({first_line})") \
+            from None
+    model.eval()
+    return ClassifierRun(model, TextEncoder(tokenizer, config.data.max_len), classes, config,
+                         checkpoint.path)
+
+
+def load_classifier(path: str | Path, tag: str = "best") -> ClassifierRun:
+    """The model (eval mode), encoder, classes and configuration of a classifier run."""
+    return _from_checkpoint(load_checkpoint(path, tag, trainer_state=False))
+
+
+def resume_classifier(path: str | Path, overrides: dict, progress: bool = False):
+    """Continue the run folder ``path`` from its last checkpoint; only budgets may change."""
+    path = Path(path)
+    if is_checkpoint(path):
+        raise UserError(f"--resume takes the run folder, not the checkpoint {path}")
+    checkpoint = load_checkpoint(path, "last")
+    run = _from_checkpoint(checkpoint)
+    refused = sorted(set(overrides) - RESUMABLE)
+    if refused:
+        flags = ", ".join("--" + name.replace("_", "-") for name in refused)
+        raise UserError(f"--resume continues the run with its saved settings; {flags} cannot "
+                        f"change (only --max-steps, --epochs, --time-budget, --patience)")
+    config = run.config
+    for name, value in overrides.items():
+        setattr(config.train, name, value)
+    config.train.validate()
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    data = ClassifyData(config.data, config.train.seed, run.encoder.tokenizer, run.classes)
+    run.model.train()
+    trainer = SupervisedTrainer(run.model, ClassifyTask(config, data), config.train, path,
+                                progress, score_name="val_error")
+    trainer.resume(checkpoint)
+    write_json_atomic(path / "config.json", config.to_dict())
+    return trainer

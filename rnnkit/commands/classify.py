@@ -1,0 +1,216 @@
+"""``rnnkit classify train | predict | eval``: sequence classification of texts.
+
+``train`` reads a TSV/CSV with a text and a label column (or a folder with one subfolder per
+class), fits a char, word or BPE tokenizer on the training texts and trains embedding ->
+(bidirectional) rnnkit layer -> pooling over the real tokens -> linear; ``predict`` prints
+a label and the class probabilities per input line; ``eval`` scores a labelled file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from rnnkit.errors import UserError
+
+# flag -> (section, key, type, help)
+TRAIN_FLAGS = {
+    "--text-col": ("data", "text_col", str, "text column (default: text, document, ...)"),
+    "--label-col": ("data", "label_col", str, "label column (default: label, class, ...)"),
+    "--val": ("data", "val", str, "validation file (default: --val-fraction of DATA)"),
+    "--val-fraction": ("data", "val_fraction", float, "share kept for validation (0.1)"),
+    "--level": ("data", "level", str, "char | word | bpe (default char)"),
+    "--min-count": ("data", "min_count", int, "char/word: rarer symbols become unknown"),
+    "--max-vocab": ("data", "max_vocab", int, "word level: keep at most this many words"),
+    "--vocab-size": ("data", "vocab_size", int, "bpe level: vocabulary size (default 8000)"),
+    "--max-len": ("data", "max_len", int, "tokens read per text (default 400; 0: all)"),
+    "--pretrained-embeddings": ("data", "pretrained_embeddings", str,
+                                "word2vec/GloVe/fastText text file to start the embedding"),
+    "--cell": ("model", "cell", str, "rnn | gru | lstm (default lstm)"),
+    "--layers": ("model", "layers", int, "recurrent layers (default 1)"),
+    "--hidden": ("model", "hidden", int, "hidden units per direction (default 128)"),
+    "--embedding": ("model", "embedding", int, "embedding size (default 64)"),
+    "--pooling": ("model", "pooling", str, "max | mean | last | mean-max (default max)"),
+    "--dropout": ("model", "dropout", float, "dropout on pooled features, between layers"),
+    "--embedding-dropout": ("model", "embedding_dropout", float, "dropout on embeddings"),
+    "--backend": ("model", "backend", str, "auto | fused | reference"),
+    "--batch-size": ("train", "batch_size", int, "texts per batch (default 64)"),
+    "--lr": ("train", "lr", float, "learning rate (default 2e-3)"),
+    "--weight-decay": ("train", "weight_decay", float, "AdamW weight decay (default 0)"),
+    "--clip": ("train", "clip", float, "gradient-norm clipping, 0 off (default 5)"),
+    "--schedule": ("train", "schedule", str, "constant | cosine | plateau"),
+    "--min-lr": ("train", "min_lr", float, "cosine: final learning rate"),
+    "--warmup": ("train", "warmup", int, "steps of linear warmup"),
+    "--max-steps": ("train", "max_steps", int, "stop after this many steps"),
+    "--epochs": ("train", "epochs", float, "stop after this many passes (default 5 when no "
+                 "budget is given)"),
+    "--time-budget": ("train", "time_budget", float, "stop after this many seconds"),
+    "--eval-every": ("train", "eval_every", int, "steps between validations (0: per epoch)"),
+    "--eval-batch-size": ("train", "eval_batch_size", int, "texts per validation batch"),
+    "--patience": ("train", "patience", int, "early stopping after N validations without gain"),
+    "--log-every": ("train", "log_every", int, "steps between metrics.jsonl lines (10)"),
+    "--seed": ("train", "seed", int, "random seed (default 1234)"),
+    "--threads": ("train", "threads", int, "torch threads (0: torch's choice)"),
+}
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("classify", help="train a text classifier, predict, eval",
+                                   description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="classify_command", metavar="COMMAND")
+    parser.set_defaults(handler=lambda args: parser.print_help() or 2)
+
+    train = commands.add_parser("train", help="train a classifier on labelled texts")
+    train.add_argument("data", nargs="?", metavar="DATA",
+                       help="a TSV/CSV with text and label columns, or a folder of classes")
+    train.add_argument("--unidirectional", action="store_true",
+                       help="read forward only (default: bidirectional)")
+    train.add_argument("--freeze-embeddings", action="store_true",
+                       help="keep the pretrained embedding fixed")
+    train.add_argument("--out", metavar="RUN", help="run folder (default runs/classify-<file>)")
+    train.add_argument("--resume", metavar="RUN", help="continue this run exactly")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for name, (_, _, kind, text) in TRAIN_FLAGS.items():
+        train.add_argument(name, type=kind, default=None, help=text)
+    train.set_defaults(handler=run_train)
+
+    predict = commands.add_parser("predict", help="a label and probabilities per line")
+    predict.add_argument("run", metavar="RUN")
+    predict.add_argument("file", metavar="FILE", help="one text per line; - reads stdin")
+    predict.add_argument("--json", action="store_true", help="one JSON object per line")
+    predict.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    predict.set_defaults(handler=run_predict)
+
+    evaluate = commands.add_parser("eval", help="accuracy, macro-F1, confusion on labelled data")
+    evaluate.add_argument("run", metavar="RUN")
+    evaluate.add_argument("file", metavar="FILE", help="labelled TSV/CSV or folder of classes")
+    evaluate.add_argument("--text-col", help="default: the run's text column")
+    evaluate.add_argument("--label-col", help="default: the run's label column")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    evaluate.set_defaults(handler=run_eval)
+
+
+def run_train(args) -> int:
+    from rnnkit.classify.run import ClassifyConfig, resume_classifier, start_classifier
+
+    progress = not args.no_progress and sys.stderr.isatty()
+    given = {name: getattr(args, name[2:].replace("-", "_")) for name in TRAIN_FLAGS}
+    given = {name: value for name, value in given.items() if value is not None}
+    if args.resume:
+        overrides = {TRAIN_FLAGS[name][1]: value for name, value in given.items()
+                     if TRAIN_FLAGS[name][0] == "train"}
+        if len(overrides) < len(given) or args.data or args.unidirectional:
+            raise UserError("--resume continues the run with its saved data and model; give "
+                            "only budgets (--max-steps, --epochs, --time-budget, --patience)")
+        trainer = resume_classifier(args.resume, overrides, progress=progress)
+        print(f"Resuming {args.resume} at step {trainer.progress.step}")
+    else:
+        if not args.data:
+            raise UserError("give the data: rnnkit classify train DATA (a TSV/CSV with text "
+                            "and label columns, or a folder with one subfolder per class)")
+        config = ClassifyConfig()
+        config.data.path = args.data
+        config.model.bidirectional = not args.unidirectional
+        config.model.freeze_embeddings = args.freeze_embeddings
+        if args.out:
+            config.out = args.out
+        for name, value in given.items():
+            section, key, _, _ = TRAIN_FLAGS[name]
+            setattr(getattr(config, section), key, value)
+        trainer, vectors = start_classifier(config, progress=progress,
+                                            embedding_given="--embedding" in given)
+        data = trainer.task.data
+        where = (f"columns {data.train.text_col!r} (text) and {data.train.label_col!r} (label)"
+                 if data.train.text_col else "one subfolder per class")
+        print(f"{config.data.path}: {len(data.train):,} training and {len(data.valid):,} "
+              f"validation texts, {where}; classes {', '.join(data.classes)}"
+              + (f"; {data.skipped_empty} empty text(s) skipped" if data.skipped_empty else ""))
+        parameters = sum(p.numel() for p in trainer.model.parameters())
+        print(f"{data.tokenizer.level} tokens, vocabulary {data.encoder.vocab_size:,}; "
+              f"{parameters:,} parameters; run folder {trainer.run_dir}", flush=True)
+        if vectors is not None:
+            print(f"Pretrained embeddings: {vectors.share_found(2):.1%} of the vocabulary "
+                  f"found in {config.data.pretrained_embeddings} ({vectors.file_tokens:,} "
+                  f"vectors of {vectors.dimension}){'; frozen' if args.freeze_embeddings else ''}",
+                  flush=True)
+    result = trainer.fit()
+    metrics = result.last_metrics
+    if metrics:
+        print(f"Stopped at step {result.steps} ({result.stopped.replace('_', ' ')}); best "
+              f"validation accuracy {1 - result.best_score:.4f}; last: accuracy "
+              f"{metrics['val_accuracy']:.4f}, macro-F1 {metrics['val_macro_f1']:.4f}")
+        print_confusion(trainer.task.data.classes, metrics["val_confusion"])
+    if result.stopped == "interrupted":
+        print(f"Continue with: rnnkit classify train --resume {result.run_dir}")
+        return 130
+    print(f"Evaluate with: rnnkit classify eval {result.run_dir} FILE")
+    return 0
+
+
+def print_confusion(classes: list[str], confusion: list[list[int]]) -> None:
+    width = max(8, *(len(name) + 2 for name in classes))
+    print("confusion (rows: true, columns: predicted)")
+    print(" " * width + "".join(f"{name:>{width}}" for name in classes))
+    for name, row in zip(classes, confusion):
+        print(f"{name:>{width}}" + "".join(f"{count:>{width}}" for count in row))
+
+
+def _read_lines(file: str) -> list[str]:
+    if file == "-":
+        return sys.stdin.read().splitlines()
+    try:
+        with open(file, encoding="utf-8") as handle:
+            return handle.read().splitlines()
+    except FileNotFoundError:
+        raise UserError(f"FILE {file} does not exist") from None
+    except IsADirectoryError:
+        raise UserError(f"FILE {file} is a folder; expected one text per line") from None
+    except UnicodeDecodeError as error:
+        raise UserError(f"FILE {file} is not UTF-8 text ({error.reason})") from None
+
+
+def run_predict(args) -> int:
+    from rnnkit.classify.run import load_classifier, predict_probabilities
+
+    run = load_classifier(args.run, args.checkpoint)
+    lines = _read_lines(args.file)
+    probabilities = predict_probabilities(run.model, run.encoder.encode_many(lines))
+    for row in probabilities.tolist():
+        label = run.classes[max(range(len(row)), key=row.__getitem__)]
+        if args.json:
+            print(json.dumps({"label": label, "probabilities": dict(zip(run.classes, row))},
+                             ensure_ascii=False))
+        else:
+            shares = " ".join(f"{name}:{p:.4f}" for name, p in zip(run.classes, row))
+            print(f"{label}\t{shares}")
+    return 0
+
+
+def run_eval(args) -> int:
+    from rnnkit.classify.data import read_labelled
+    from rnnkit.classify.metrics import scores
+    from rnnkit.classify.run import load_classifier, predict_probabilities
+
+    run = load_classifier(args.run, args.checkpoint)
+    data = run.config.data
+    labelled = read_labelled(args.file, args.text_col or data.text_col,
+                             args.label_col or data.label_col, what="FILE")
+    index = {name: i for i, name in enumerate(run.classes)}
+    unknown = sorted(set(labelled.labels) - index.keys())
+    if unknown:
+        raise UserError(f"FILE {args.file} has label(s) {', '.join(map(repr, unknown))} the "
+                        f"model does not know; its classes are {', '.join(run.classes)}")
+    import torch
+
+    targets = torch.tensor([index[label] for label in labelled.labels])
+    probabilities = predict_probabilities(run.model, run.encoder.encode_many(labelled.texts))
+    result = scores(targets, probabilities.argmax(dim=1), len(run.classes))
+    result["classes"] = run.classes
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+        return 0
+    print(f"{args.file}: accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f} "
+          f"over {result['count']:,} texts")
+    print_confusion(run.classes, result["confusion"])
+    return 0
