@@ -22,11 +22,15 @@ class PretrainedVectors:
     found: torch.Tensor  # (V,) bool
     dimension: int
     file_tokens: int  # vectors read from the file
+    ordinary: torch.Tensor  # (V,) bool: not a special token such as <pad> or <unk>
 
-    def share_found(self, first: int = 0) -> float:
-        """The share of the vocabulary (ids from ``first``) that has a pretrained vector."""
-        considered = self.found[first:]
+    def share_found(self) -> float:
+        """The share of the vocabulary's ordinary tokens that has a pretrained vector."""
+        considered = self.found[self.ordinary]
         return float(considered.float().mean()) if len(considered) else 0.0
+
+
+SPECIAL_TOKENS = ("<pad>", "<unk>", "<eos>")
 
 
 def read_vectors(path: str | Path, vocabulary: list[str]) -> PretrainedVectors:
@@ -69,4 +73,5 @@ def read_vectors(path: str | Path, vocabulary: list[str]) -> PretrainedVectors:
     for token, values in rows.items():
         vectors[index[token]] = torch.tensor(values)
         found[index[token]] = True
-    return PretrainedVectors(vectors, found, dimension, read)
+    ordinary = torch.tensor([token not in SPECIAL_TOKENS for token in vocabulary])
+    return PretrainedVectors(vectors, found, dimension, read, ordinary)

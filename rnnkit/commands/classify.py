@@ -130,7 +130,7 @@ def run_train(args) -> int:
         print(f"{data.tokenizer.level} tokens, vocabulary {data.encoder.vocab_size:,}; "
               f"{parameters:,} parameters; run folder {trainer.run_dir}", flush=True)
         if vectors is not None:
-            print(f"Pretrained embeddings: {vectors.share_found(2):.1%} of the vocabulary "
+            print(f"Pretrained embeddings: {vectors.share_found():.1%} of the vocabulary "
                   f"found in {config.data.pretrained_embeddings} ({vectors.file_tokens:,} "
                   f"vectors of {vectors.dimension}){'; frozen' if args.freeze_embeddings else ''}",
                   flush=True)

@@ -1,0 +1,166 @@
+"""The classifier: padding never changes a prediction, pooling reads valid steps only and
+matches torch.nn run text by text; scores, pretrained vectors, data reading and batching."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rnnkit.classify.data import (
+    TextEncoder,
+    bucket_batches,
+    class_names,
+    fit_tokenizer,
+    pad,
+    read_labelled,
+    stratified_split,
+)
+from rnnkit.classify.metrics import scores
+from rnnkit.classify.model import Classifier, ClassifierConfig
+from rnnkit.classify.vectors import read_vectors
+from rnnkit.errors import UserError
+
+
+def model_for(pooling, cell="lstm", bidirectional=True, layers=1):
+    torch.manual_seed(0)
+    config = ClassifierConfig(vocab_size=20, classes=3, cell=cell, layers=layers, hidden=8,
+                              embedding=6, bidirectional=bidirectional, pooling=pooling)
+    return Classifier(config).eval()
+
+
+SEQUENCES = [[5, 6, 7], [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14], [2, 9, 9, 4, 5, 2, 8]]
+
+
+@pytest.mark.parametrize("pooling", ["max", "mean", "last", "mean-max"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_padding_never_changes_a_prediction(pooling, cell):
+    model = model_for(pooling, cell, layers=2)
+    tokens, lengths = pad(SEQUENCES)
+    with torch.no_grad():
+        batched = model(tokens, lengths).softmax(-1)
+        for row, ids in enumerate(SEQUENCES):
+            alone = model(torch.tensor([ids]), torch.tensor([len(ids)])).softmax(-1)
+            torch.testing.assert_close(batched[row], alone[0], rtol=0, atol=1e-6)
+            # and more padding than the batch needs changes nothing either
+            longer = torch.cat([torch.tensor([ids]), torch.zeros(1, 9, dtype=torch.long)], 1)
+            padded = model(longer, torch.tensor([len(ids)])).softmax(-1)
+            torch.testing.assert_close(padded[0], alone[0], rtol=0, atol=1e-6)
+
+
+def test_pooling_matches_torch_nn_run_text_by_text():
+    model = model_for("mean-max")
+    reference = torch.nn.LSTM(6, 8, batch_first=True, bidirectional=True)
+    reference.load_state_dict(model.rnn.state_dict())
+    tokens, lengths = pad(SEQUENCES)
+    with torch.no_grad():
+        features = model.features(tokens, lengths)
+        for row, ids in enumerate(SEQUENCES):
+            output, _ = reference(model.embedding(torch.tensor([ids])))  # (1, L, 16)
+            expected = torch.cat([output[0].mean(0), output[0].amax(0)])
+            torch.testing.assert_close(features[row], expected, rtol=0, atol=1e-5)
+
+
+def test_last_pooling_takes_each_direction_at_its_own_end():
+    model = model_for("last")
+    reference = torch.nn.LSTM(6, 8, batch_first=True, bidirectional=True)
+    reference.load_state_dict(model.rnn.state_dict())
+    tokens, lengths = pad(SEQUENCES)
+    with torch.no_grad():
+        features = model.features(tokens, lengths)
+        for row, ids in enumerate(SEQUENCES):
+            output, _ = reference(model.embedding(torch.tensor([ids])))
+            # forward: after the last real token; backward: after reading back to the first
+            expected = torch.cat([output[0, -1, :8], output[0, 0, 8:]])
+            torch.testing.assert_close(features[row], expected, rtol=0, atol=1e-5)
+
+
+def test_scores_by_hand():
+    targets = torch.tensor([0, 0, 1, 1, 2])
+    predictions = torch.tensor([0, 1, 1, 1, 0])
+    result = scores(targets, predictions, 3)
+    assert result["confusion"] == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]
+    assert result["accuracy"] == pytest.approx(0.6)
+    f1 = [2 * 1 / (2 + 2), 2 * 2 / (3 + 2), 0.0]  # 2TP / (predicted + actual) per class
+    assert result["macro_f1"] == pytest.approx(sum(f1) / 3)
+
+
+@pytest.mark.parametrize("header", [True, False])  # word2vec/fastText, GloVe
+def test_pretrained_vectors(tmp_path, header):
+    lines = ["good 0.5 0.25 1", "bad -1 0 0.5", "other 9 9 9"]
+    path = tmp_path / "vectors.txt"
+    path.write_text("\n".join((["3 3"] if header else []) + lines) + "\n", encoding="utf-8")
+    vectors = read_vectors(path, ["<pad>", "<unk>", "good", "bad", "film"])
+    assert vectors.dimension == 3 and vectors.file_tokens == 3
+    assert vectors.found.tolist() == [False, False, True, True, False]
+    assert vectors.share_found() == pytest.approx(2 / 3)
+    assert vectors.vectors[3].tolist() == [-1.0, 0.0, 0.5]
+    model = Classifier(ClassifierConfig(vocab_size=5, embedding=3, hidden=4,
+                                        freeze_embeddings=True))
+    before = model.embedding.weight[4].clone()
+    model.load_vectors(vectors.vectors, vectors.found)
+    assert model.embedding.weight[2].tolist() == [0.5, 0.25, 1.0]
+    assert torch.equal(model.embedding.weight[4], before)
+    assert not model.embedding.weight.requires_grad
+
+
+def test_ragged_vector_file_names_its_line(tmp_path):
+    path = tmp_path / "vectors.txt"
+    path.write_text("good 1 2 3\nbad 1 2\n", encoding="utf-8")
+    with pytest.raises(UserError, match="line 2 has 2 numbers; expected 3"):
+        read_vectors(path, ["good"])
+
+
+def test_tsv_with_quotes_korean_and_empty_texts(tmp_path):
+    path = tmp_path / "reviews.tsv"
+    path.write_text('id\tdocument\tlabel\n1\t"천안함" 연구 영화\t1\n2\t\t0\n3\t별로 "다\t0\n',
+                    encoding="utf-8")
+    data = read_labelled(path)
+    assert data.texts == ['"천안함" 연구 영화', '별로 "다'] and data.labels == ["1", "0"]
+    assert (data.text_col, data.label_col, data.skipped_empty) == ("document", "label", 1)
+
+
+def test_missing_columns_list_the_columns_found(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("review_text,stars\nnice,5\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"no text column found by name .* the columns found "
+                       r"are 'review_text', 'stars': name it with --text-col"):
+        read_labelled(path)
+    with pytest.raises(UserError, match=r"no column 'rating' \(--label-col\); the columns "
+                       r"found are 'review_text', 'stars'"):
+        read_labelled(path, "review_text", "rating")
+
+
+def test_one_class_is_refused():
+    with pytest.raises(UserError, match=r"only one class \('pos'\).*at least two"):
+        class_names(["pos", "pos"], "the label column of data.csv")
+    assert class_names(["10", "9", "2"], "x") == ["2", "9", "10"]
+
+
+def test_folder_of_classes(tmp_path):
+    for label, texts in {"neg": ["dull", "bad"], "pos": ["great"]}.items():
+        (tmp_path / label).mkdir()
+        for i, text in enumerate(texts):
+            (tmp_path / label / f"{i}.txt").write_text(text, encoding="utf-8")
+    data = read_labelled(tmp_path)
+    assert data.texts == ["dull", "bad", "great"] and data.labels == ["neg", "neg", "pos"]
+
+
+def test_encoder_maps_unseen_characters_to_unknown():
+    encoder = TextEncoder(fit_tokenizer(["가나다", "abc"], "char"), max_len=4)
+    ids = encoder.encode("가나X다bc")
+    assert ids[2] == 1 and len(ids) == 4 and 0 not in ids
+    assert encoder.encode("") == [1]
+
+
+def test_split_is_stratified_and_buckets_cover_every_text():
+    labels = ["a"] * 80 + ["b"] * 20
+    train, valid = stratified_split(labels, 0.1, seed=3)
+    assert sorted(train + valid) == list(range(100))
+    assert sum(labels[i] == "b" for i in valid) == 2 and len(valid) == 10
+    lengths = [(i * 37) % 50 + 1 for i in range(300)]
+    batches = bucket_batches(lengths, 8, torch.Generator().manual_seed(0))
+    assert sorted(i for batch in batches for i in batch) == list(range(300))
+    spread = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches]
+    assert sum(spread) / len(spread) < 5  # similar lengths: little padding
+    again = bucket_batches(lengths, 8, torch.Generator().manual_seed(0))
+    assert again == batches
