@@ -115,9 +115,9 @@ def main() -> None:
     parser.add_argument("--embedding", type=int, default=64)
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--pooling", default="mean-max")
-    parser.add_argument("--dropout", type=float, default=0.3)
-    parser.add_argument("--embedding-dropout", type=float, default=0.1)
-    parser.add_argument("--weight-decay", type=float, default=0.0)
+    parser.add_argument("--dropout", type=float, default=0.5)
+    parser.add_argument("--embedding-dropout", type=float, default=0.2)
+    parser.add_argument("--weight-decay", type=float, default=0.01)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = [run_one(args, which) for which in args.which.split(",")]
