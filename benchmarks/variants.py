@@ -98,7 +98,7 @@ def main() -> None:
             print(f"  {name:20s} {times[name] * 1e3:8.1f} ms   cost x{times[name] / plain:.2f}")
         loop = times["step_loop_layer_norm"]
         print(f"  {'step-loop LN-LSTM':20s} {loop * 1e3:8.1f} ms   "
-              f"rnnkit layer_norm is x{loop / times['layer_norm']:.2f} faster")
+              f"speed-up of rnnkit layer_norm x{loop / times['layer_norm']:.2f}")
 
 
 if __name__ == "__main__":
