@@ -21,6 +21,14 @@ class GradientRecorder:
     hidden_grad: Tensor | None = None
     cell_grad: Tensor | None = None
 
+    def store(self, hidden_grad: Tensor, cell_grad: Tensor | None, mask: Tensor | None) -> None:
+        """Keep the per-step gradients; padded steps of a shorter sequence record zero, as its
+        internals do."""
+        if mask is not None:
+            hidden_grad = hidden_grad * mask
+            cell_grad = None if cell_grad is None else cell_grad * mask
+        self.hidden_grad, self.cell_grad = hidden_grad, cell_grad
+
 
 def input_projection(x: Tensor, weight_ih: Tensor, bias: Tensor | None) -> Tensor:
     """``x @ weight_ih.T + bias`` for all timesteps in one GEMM: ``(T, N, I) -> (T, N, G)``."""

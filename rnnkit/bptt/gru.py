@@ -88,7 +88,7 @@ class GRUFunction(torch.autograd.Function):
             if m is not None:
                 grad_h = grad_h + grad_h_held
         if hidden_grads is not None:
-            recorder.hidden_grad = hidden_grads if mask is None else hidden_grads * mask
+            recorder.store(hidden_grads, None, mask)
         needs = ctx.needs_input_grad
         grad_x = None
         if needs[0]:

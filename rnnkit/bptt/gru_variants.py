@@ -162,7 +162,7 @@ class GRUVariantFunction(torch.autograd.Function):
             if m is not None:
                 grad_h = grad_h + grad_h_held
         if hidden_grads is not None:
-            recorder.hidden_grad = hidden_grads if mask is None else hidden_grads * mask
+            recorder.store(hidden_grads, None, mask)
         needs = ctx.needs_input_grad
         recurrent_inputs = hiddens[:-1] if recurrent_mask is None else hiddens[:-1] * recurrent_mask
         ln_grads = [None] * 4
@@ -267,7 +267,7 @@ class RNNVariantFunction(torch.autograd.Function):
             if m is not None:
                 grad_h = grad_h + grad_h_held
         if hidden_grads is not None:
-            recorder.hidden_grad = hidden_grads if mask is None else hidden_grads * mask
+            recorder.store(hidden_grads, None, mask)
         needs = ctx.needs_input_grad
         recurrent_inputs = hiddens[:-1] if recurrent_mask is None else hiddens[:-1] * recurrent_mask
         grad_x = None

@@ -100,9 +100,7 @@ class LSTMFunction(torch.autograd.Function):
                 grad_h = grad_h + grad_h_held
                 grad_c = grad_c + grad_c_held
         if record:
-            # padded steps of a shorter sequence record zero, as its internals do
-            recorder.hidden_grad = hidden_grads if mask is None else hidden_grads * mask
-            recorder.cell_grad = cell_grads if mask is None else cell_grads * mask
+            recorder.store(hidden_grads, cell_grads, mask)
         needs = ctx.needs_input_grad
         grad_x = None
         if needs[0]:

@@ -255,8 +255,7 @@ class LSTMVariantFunction(torch.autograd.Function):
             if m is not None:
                 grad_h, grad_c = grad_h + grad_h_held, grad_c + grad_c_held
         if recorder is not None:
-            recorder.hidden_grad = hidden_grads if mask is None else hidden_grads * mask
-            recorder.cell_grad = cell_grads if mask is None else cell_grads * mask
+            recorder.store(hidden_grads, cell_grads, mask)
         needs = ctx.needs_input_grad
         recurrent_inputs = hiddens[:-1] if recurrent_mask is None else hiddens[:-1] * recurrent_mask
         ln_grads = [None] * 6
