@@ -18,11 +18,7 @@ std::vector<Tensor> gru_forward(const Tensor& x_in, const Tensor& h0, const Tens
   hiddens[0].copy_(h0);
   const Tensor flat = x.view({steps * batch, features});
   Tensor gates_flat = gates.view({steps * batch, width});
-  if (get(bias_ih)) {
-    at::addmm_out(gates_flat, *bias_ih, flat, weight_ih.t());
-  } else {
-    at::mm_out(gates_flat, flat, weight_ih.t());
-  }
+  input_projection(gates_flat, flat, weight_ih, get(bias_ih));
   const Tensor mask = get(mask_in) ? mask_in->contiguous() : Tensor();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_forward", [&] {
     scalar_t* gate_data = gates.data_ptr<scalar_t>();
@@ -148,7 +144,7 @@ std::vector<Tensor> gru_backward(const OptionalTensor& grad_output_in,
   });
   Tensor grad_x, grad_weight_ih, grad_weight_hh, grad_bias_ih, grad_bias_hh;
   const Tensor flat_input = grad_from_input.view({steps * batch, width});
-  if (needs[0]) grad_x = at::mm(flat_input, weight_ih).view({steps, batch, weight_ih.size(1)});
+  if (needs[0]) grad_x = matrix_product(flat_input, weight_ih).view({steps, batch, weight_ih.size(1)});
   if (needs[1]) grad_weight_ih = weight_gradient(grad_from_input, x);
   if (needs[2]) grad_weight_hh = weight_gradient(grad_from_hidden, hiddens.narrow(0, 0, steps));
   if (has_bias && needs[3]) grad_bias_ih = flat_input.sum(0);

@@ -21,11 +21,7 @@ std::vector<Tensor> lstm_forward(const Tensor& x_in, const Tensor& h0, const Ten
   // every step's input projection in one GEMM, into the gate buffer the steps then finish
   const Tensor flat = x.view({steps * batch, features});
   Tensor gates_flat = gates.view({steps * batch, width});
-  if (get(bias)) {
-    at::addmm_out(gates_flat, *bias, flat, weight_ih.t());
-  } else {
-    at::mm_out(gates_flat, flat, weight_ih.t());
-  }
+  input_projection(gates_flat, flat, weight_ih, get(bias));
   Tensor unprojected = projected ? at::empty({batch, hidden}, x.options()) : Tensor();
   const Tensor mask = get(mask_in) ? mask_in->contiguous() : Tensor();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_forward", [&] {
@@ -208,7 +204,7 @@ std::vector<Tensor> lstm_backward(const OptionalTensor& grad_output_in,
   });
   Tensor grad_x, grad_weight_ih, grad_weight_hh, grad_bias, grad_weight_hr;
   const Tensor flat = grad_pre.view({steps * batch, width});
-  if (needs[0]) grad_x = at::mm(flat, weight_ih).view({steps, batch, weight_ih.size(1)});
+  if (needs[0]) grad_x = matrix_product(flat, weight_ih).view({steps, batch, weight_ih.size(1)});
   if (needs[1]) grad_weight_ih = weight_gradient(grad_pre, x);
   if (needs[2]) grad_weight_hh = weight_gradient(grad_pre, hiddens.narrow(0, 0, steps));
   if (has_bias && needs[3]) grad_bias = flat.sum(0);

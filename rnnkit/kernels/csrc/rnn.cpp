@@ -15,11 +15,7 @@ std::vector<Tensor> rnn_forward(const Tensor& x_in, const Tensor& h0, const Tens
   // every step's input projection in one GEMM, straight into the slots of h_1 .. h_T
   Tensor projected = hiddens.narrow(0, 1, steps).view({steps * batch, hidden});
   const Tensor flat = x.view({steps * batch, features});
-  if (get(bias)) {
-    at::addmm_out(projected, *bias, flat, weight_ih.t());
-  } else {
-    at::mm_out(projected, flat, weight_ih.t());
-  }
+  input_projection(projected, flat, weight_ih, get(bias));
   const Tensor mask = get(mask_in) ? mask_in->contiguous() : Tensor();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnn_forward", [&] {
     scalar_t* states = hiddens.data_ptr<scalar_t>();
@@ -107,7 +103,7 @@ std::vector<Tensor> rnn_backward(const OptionalTensor& grad_output_in,
   });
   Tensor grad_x, grad_weight_ih, grad_weight_hh, grad_bias;
   const Tensor flat = grad_pre.view({steps * batch, hidden});
-  if (needs[0]) grad_x = at::mm(flat, weight_ih).view({steps, batch, weight_ih.size(1)});
+  if (needs[0]) grad_x = matrix_product(flat, weight_ih).view({steps, batch, weight_ih.size(1)});
   if (needs[1]) grad_weight_ih = weight_gradient(grad_pre, x);
   if (needs[2]) grad_weight_hh = weight_gradient(grad_pre, hiddens.narrow(0, 0, steps));
   if (has_bias && needs[3]) grad_bias = flat.sum(0);
