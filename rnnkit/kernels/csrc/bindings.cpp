@@ -3,6 +3,7 @@
 #include <torch/extension.h>
 
 #include "common.h"
+#include "variants.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.doc() = "rnnkit fused LSTM/GRU/RNN kernels (forward and backward through time)";
@@ -12,6 +13,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("gru_backward", &rnnkit::gru_backward);
   module.def("rnn_forward", &rnnkit::rnn_forward);
   module.def("rnn_backward", &rnnkit::rnn_backward);
+  module.def("lstm_variant_forward", &rnnkit::lstm_variant_forward);
+  module.def("lstm_variant_backward", &rnnkit::lstm_variant_backward);
 #ifdef RNNKIT_WITH_MKL
   module.attr("with_mkl") = true;
 #else
