@@ -24,6 +24,41 @@ def _positive(values: list[int], name: str) -> list[int]:
     return values
 
 
+def run_variant_bench(args) -> int:
+    """``rnnkit bench --variants``: the LSTM variants' cost against the plain LSTM."""
+    from rnnkit import bench_variants
+
+    try:
+        sizes = [bench_variants.parse_size(text) for text in args.sizes] if args.sizes else list(
+            bench_variants.SIZES)
+    except ValueError as error:
+        raise UserError(f"--sizes: {error}") from error
+    # --T keeps the matrix's default list unless given; the variants' default is T = 100
+    steps = [bench_variants.STEPS] if args.T == list(bench.STEPS) else _positive(args.T, "T")
+    results = []
+    to_stdout = args.json == "-"
+    show = (lambda *a, **k: None) if to_stdout else print
+    show(bench_variants.format_title(steps[0] if len(steps) == 1 else steps, args.backend,
+                                     args.repeats))
+    show(bench_variants.HEADER)
+    show("-" * len(bench_variants.HEADER))
+    for length in steps:
+        for batch, hidden in sizes:
+            result = bench_variants.measure(batch, hidden, length, args.repeats, args.backend)
+            results.append(result)
+            for line in bench_variants.format_rows(result):
+                show(line, flush=True)
+    if args.json:
+        text = json.dumps({"variants": results}, indent=2)
+        if to_stdout:
+            sys.stdout.write(text + "\n")
+        else:
+            with open(args.json, "w") as handle:
+                handle.write(text + "\n")
+            print(f"wrote {args.json}")
+    return 0
+
+
 def run_bench(args) -> int:
     batches = _positive(args.batch, "batch")
     hiddens = _positive(args.hidden, "hidden")
@@ -40,6 +75,8 @@ def run_bench(args) -> int:
         if kernels.load_functions() is None:
             raise UserError(f"--backend fused: the fused kernels are not available "
                             f"({kernels.failure()})")
+    if getattr(args, "variants", False):  # benchmarks/speed.py's parser has no --variants
+        return run_variant_bench(args)
     peak = bench.gemm_peak_gflops()
     info = bench.environment(args.backend, peak)
     to_stdout = args.json == "-"
@@ -96,6 +133,11 @@ def register(subparsers) -> None:
         "bench", help="rnnkit vs torch.nn speed on this machine, as ratios",
         description=__doc__.split("\n\n")[1].replace("\n", " "))
     add_matrix_arguments(parser)
+    parser.add_argument("--variants", action="store_true",
+                        help="instead: the LSTM variants' forward+backward cost against the plain "
+                             "LSTM and the step-loop layer-norm LSTM (T 100 unless --T is given)")
+    parser.add_argument("--sizes", nargs="+", metavar="BATCHxHIDDEN",
+                        help="with --variants: the sizes (default 8x128 32x256)")
     parser.set_defaults(handler=run_bench)
     build = subparsers.add_parser(
         "build-kernels", help="build the fused C++ kernels now (otherwise on first use)")
