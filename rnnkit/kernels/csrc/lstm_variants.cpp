@@ -8,7 +8,8 @@
 //   gates            [T, N, 4H]  the input projection (after LN_ih, + b_ih + b_hh), then the
 //                                post-activation gates (input = 1 - forget when coupled)
 //   hiddens, cells   [T + 1, N, H]  states after zoneout and the ragged hold
-//   new_cells        [T, N, H]   c_t before zoneout: what h_t is read from
+//   new_cells        [T, N, H]   c_t before zoneout: what h_t is read from (a view of
+//                                cells[1:] without zoneout)
 //   recurrent_inputs [T, N, H]   h_{t-1} * recurrent_mask (recurrent dropout only)
 //   normalized_ih/hh [T, N, 4H], normalized_cell [T, N, H], rstd_* [T, N]   (layer norm only)
 //   peephole [3H] (input, forget, output), recurrent_mask [N, H], zone_h/zone_c [T, N, H]
@@ -66,7 +67,7 @@ void forward_loop(const LSTMVariantData<scalar_t>& d) {
     } else {
       recurrent.run(gemm_input, hidden, scalar_t(1), step_gates, width);  // += h' W_hh^T
     }
-    for_each_row(batch, kLayerNorm ? 2 * width : width, [&](int64_t row) {
+    for_each_row(batch, kLayerNorm ? 2 * width : width, [&](int64_t row) RNNKIT_FLATTEN {
       const int64_t step_row = t * batch + row;
       scalar_t* __restrict__ pre = step_gates + row * width;
       if constexpr (kLayerNorm) {  // LN_hh over the 4H pre-activations from h'
@@ -91,7 +92,7 @@ void forward_loop(const LSTMVariantData<scalar_t>& d) {
       const scalar_t* __restrict__ h_old = h_previous + row * hidden;
       scalar_t* __restrict__ c_new = c_next + row * hidden;
       scalar_t* __restrict__ h_new = h_next + row * hidden;
-      scalar_t* __restrict__ c_unzoned = d.new_cells + step_row * hidden;
+      scalar_t* __restrict__ c_unzoned = kZoneout ? d.new_cells + step_row * hidden : nullptr;
       const scalar_t* __restrict__ peep = d.peephole;
       const scalar_t* __restrict__ zone_h = d.zone_h.at(step_row);
       const scalar_t* __restrict__ zone_c = d.zone_c.at(step_row);
@@ -118,8 +119,8 @@ void forward_loop(const LSTMVariantData<scalar_t>& d) {
         forget[j] = f;
         cell[j] = g;
         output[j] = o;
-        c_unzoned[j] = c;
         if constexpr (kZoneout) {
+          c_unzoned[j] = c;
           c_new[j] = c + zone_c[j] * (c_prev - c);  // lerp(c, c_{t-1}, zone)
         } else {
           c_new[j] = c;
@@ -137,11 +138,12 @@ void forward_loop(const LSTMVariantData<scalar_t>& d) {
         scalar_t* __restrict__ kept = d.normalized_cell + step_row * hidden;
         const scalar_t* __restrict__ gain = d.ln_cell_weight;
         const scalar_t* __restrict__ shift = d.ln_cell_bias;
-        const auto [mean, rstd] = row_statistics<scalar_t>(c_unzoned, hidden);
+        const scalar_t* c = kZoneout ? c_unzoned : c_new;  // based on them: no restrict
+        const auto [mean, rstd] = row_statistics<scalar_t>(c, hidden);
         d.rstd_cell[step_row] = rstd;
         RNNKIT_SIMD
         for (int64_t j = 0; j < hidden; ++j) {
-          const scalar_t n = (c_unzoned[j] - mean) * rstd;
+          const scalar_t n = (c[j] - mean) * rstd;
           kept[j] = n;
           const scalar_t h = output[j] * tanh_(n * gain[j] + shift[j]);
           if constexpr (kZoneout) {
@@ -177,7 +179,10 @@ std::vector<Tensor> lstm_variant_forward(
   const bool zoneout = get(zone_h) != nullptr || get(zone_c) != nullptr;
   Tensor hiddens = at::empty({steps + 1, batch, hidden}, options);  // h_0 .. h_T
   Tensor cells = at::empty({steps + 1, batch, hidden}, options);    // c_0 .. c_T
-  Tensor new_cells = at::empty({steps, batch, hidden}, options);
+  // c_t before zoneout; without zoneout that is c_t itself (held rows differ, but the backward
+  // never reads a held row), so no second [T, N, H] is written
+  Tensor new_cells = zoneout ? at::empty({steps, batch, hidden}, options)
+                             : cells.narrow(0, 1, steps);
   Tensor gates = at::empty({steps, batch, width}, options);
   hiddens[0].copy_(h0);
   cells[0].copy_(c0);

@@ -54,7 +54,7 @@ void backward_loop(const LSTMVariantGrads<scalar_t>& d) {
   // (N, 4H) @ W_hh (4H, H)
   const RecurrentGemm<scalar_t> recurrent(batch, hidden, width, d.weight_hh, hidden, false);
   for (int64_t t = d.steps - 1; t >= 0; --t) {
-    for_each_row(batch, kLayerNorm ? 3 * width : width, [&](int64_t row) {
+    for_each_row(batch, kLayerNorm ? 3 * width : width, [&](int64_t row) RNNKIT_FLATTEN {
       const int64_t step_row = t * batch + row, at_row = step_row * hidden;
       scalar_t* __restrict__ carry = d.carry_h + row * hidden;
       const scalar_t* __restrict__ through = d.through_w + row * hidden;
@@ -214,9 +214,9 @@ std::vector<Tensor> lstm_variant_backward(
   const auto options = gates.options();
   const bool layer_norm = get(ln_ih_weight) != nullptr;
   const bool zoneout = get(zone_h) != nullptr || get(zone_c) != nullptr;
-  Tensor grad_pre = at::empty({steps, batch, width}, options);
-  Tensor grad_from_hidden = layer_norm ? at::empty({steps, batch, width}, options) : Tensor();
-  Tensor grad_shown = layer_norm ? at::empty({steps, batch, hidden}, options) : Tensor();
+  Tensor grad_pre = scratch(0, {steps, batch, width}, options);
+  Tensor grad_from_hidden = layer_norm ? scratch(1, {steps, batch, width}, options) : Tensor();
+  Tensor grad_shown = layer_norm ? scratch(2, {steps, batch, hidden}, options) : Tensor();
   Tensor carry_h = get(grad_h_n) ? grad_h_n->contiguous().clone()
                                  : at::zeros({batch, hidden}, options);
   Tensor through_w = at::zeros({batch, hidden}, options);
@@ -278,12 +278,14 @@ std::vector<Tensor> lstm_variant_backward(
       });
     });
     // the gate biases, LN_ih's and LN_hh's biases all receive dL/d(pre-activations)
-    if (has_bias || layer_norm) grad_bias = column_sum_tensor<scalar_t>(rows, width, grad_pre, nullptr);
-    if (layer_norm) {
-      grad_ln_ih_w = column_sum_tensor<scalar_t>(rows, width, grad_pre, &n_ih);
-      grad_ln_hh_w = column_sum_tensor<scalar_t>(rows, width, grad_pre, &n_hh);
+    if (layer_norm) {  // ... and grad_pre becomes dL/d(W_ih x), the LN_ih backward of it
+      grad_bias = at::empty({width}, options);
+      grad_ln_ih_w = at::empty({width}, options);
+      grad_ln_hh_w = at::empty({width}, options);
       grad_ln_c_w = column_sum_tensor<scalar_t>(rows, hidden, grad_shown, &n_cell);
       grad_ln_c_b = column_sum_tensor<scalar_t>(rows, hidden, grad_shown, nullptr);
+    } else if (has_bias) {
+      grad_bias = column_sum_tensor<scalar_t>(rows, width, grad_pre, nullptr);
     }
     if (peephole.defined()) {  // sum over steps and rows of dL/d(pre) * the cell it saw
       grad_peephole = at::empty({3 * hidden}, options);
@@ -294,15 +296,12 @@ std::vector<Tensor> lstm_variant_backward(
       column_sums<scalar_t>(rows, hidden, pre + 3 * hidden, width, d.new_cells, hidden,
                             out + 2 * hidden);
     }
-    if (layer_norm) {  // grad_pre becomes dL/d(W_ih x), row by row
-      scalar_t* pre = grad_pre.data_ptr<scalar_t>();
-      const scalar_t* gain = ln_ih_w.data_ptr<scalar_t>();
-      const scalar_t* normalized = n_ih.data_ptr<scalar_t>();
-      const scalar_t* rstd = r_ih.data_ptr<scalar_t>();
-      for_each_row(rows, 3 * width, [&](int64_t row) {
-        layer_norm_row_backward(pre + row * width, gain, normalized + row * width, rstd[row],
-                                width, pre + row * width);
-      });
+    if (layer_norm) {
+      layer_norm_input_grads<scalar_t>(
+          rows, width, grad_pre.data_ptr<scalar_t>(), ln_ih_w.data_ptr<scalar_t>(),
+          n_ih.data_ptr<scalar_t>(), r_ih.data_ptr<scalar_t>(), n_hh.data_ptr<scalar_t>(),
+          grad_bias.data_ptr<scalar_t>(), grad_ln_ih_w.data_ptr<scalar_t>(),
+          grad_ln_hh_w.data_ptr<scalar_t>());
     }
   });
   if (layer_norm) {

@@ -16,6 +16,11 @@ namespace rnnkit {
 
 constexpr double kLayerNormEps = 1e-5;
 
+// On a row pass: inline every call in it (sigmoid, tanh_, exp_float, the row statistics). The
+// variant passes are long enough that gcc's inliner otherwise stops short of exp_float, and a
+// call per element keeps the loop from being vectorised.
+#define RNNKIT_FLATTEN __attribute__((flatten))
+
 // fn(std::true_type or std::false_type): one instantiation per flag value, chosen once per call.
 template <typename Fn>
 inline void with_flag(bool value, const Fn& fn) {
@@ -150,6 +155,95 @@ inline Tensor column_sum_tensor(int64_t rows, int64_t width, const Tensor& a, co
   column_sums<scalar_t>(rows, width, a.data_ptr<scalar_t>(), width,
                         b ? b->data_ptr<scalar_t>() : nullptr, width, out.data_ptr<scalar_t>());
   return out;
+}
+
+// LN over the input projection, backward over all T*N rows at once, fused with the column sums
+// the parameters need: grad [rows, W] holds dL/dy on entry and dL/dz on return; sum_grad gets
+// the column sums of dL/dy (the biases), sum_normalized those of dL/dy * normalized (the gain)
+// and, when `other` is given, sum_other those of dL/dy * other (LN_hh's gain, which sees the
+// same dL/dy). Rows are split into fixed chunks with partial sums added in chunk order.
+template <typename scalar_t>
+inline void layer_norm_input_grads(int64_t rows, int64_t width, scalar_t* grad,
+                                   const scalar_t* gain, const scalar_t* normalized,
+                                   const scalar_t* rstd, const scalar_t* other,
+                                   scalar_t* sum_grad, scalar_t* sum_normalized,
+                                   scalar_t* sum_other) {
+  const bool parallel = rows * width >= 2 * kParallelGrain && at::get_num_threads() > 1;
+  const int64_t chunks = parallel ? std::min<int64_t>(at::get_num_threads(), rows) : 1;
+  const int64_t sums = other ? 3 : 2;
+  std::vector<scalar_t> partial(size_t(chunks * sums * width), scalar_t(0));
+  auto body = [&](int64_t first, int64_t last) {
+    for (int64_t chunk = first; chunk < last; ++chunk) {
+      scalar_t* __restrict__ bias_sum = partial.data() + chunk * sums * width;
+      scalar_t* __restrict__ gain_sum = bias_sum + width;
+      scalar_t* __restrict__ other_sum = other ? bias_sum + 2 * width : nullptr;
+      const int64_t begin = rows * chunk / chunks, end = rows * (chunk + 1) / chunks;
+      for (int64_t row = begin; row < end; ++row) {
+        scalar_t* __restrict__ g = grad + row * width;
+        const scalar_t* __restrict__ n = normalized + row * width;
+        const scalar_t* __restrict__ w = gain;
+        scalar_t sum = 0, sum_n = 0;
+        _Pragma("omp simd reduction(+ : sum, sum_n)")
+        for (int64_t j = 0; j < width; ++j) {
+          const scalar_t scaled = g[j] * w[j];
+          bias_sum[j] += g[j];
+          gain_sum[j] += g[j] * n[j];
+          sum += scaled;
+          sum_n += scaled * n[j];
+        }
+        if (other_sum) {
+          const scalar_t* __restrict__ o = other + row * width;
+          RNNKIT_SIMD
+          for (int64_t j = 0; j < width; ++j) other_sum[j] += g[j] * o[j];
+        }
+        const scalar_t mean_g = sum / scalar_t(width), mean_gn = sum_n / scalar_t(width);
+        const scalar_t r = rstd[row];
+        RNNKIT_SIMD
+        for (int64_t j = 0; j < width; ++j) g[j] = r * (g[j] * w[j] - mean_g - n[j] * mean_gn);
+      }
+    }
+  };
+  if (parallel) {
+    at::parallel_for(0, chunks, 1, body);
+  } else {
+    body(0, 1);
+  }
+  for (int64_t j = 0; j < width; ++j) {
+    scalar_t bias_total = 0, gain_total = 0, other_total = 0;
+    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+      const scalar_t* part = partial.data() + chunk * sums * width;
+      bias_total += part[j];
+      gain_total += part[width + j];
+      if (other) other_total += part[2 * width + j];
+    }
+    sum_grad[j] = bias_total;
+    sum_normalized[j] = gain_total;
+    if (other) sum_other[j] = other_total;
+  }
+}
+
+// Scratch memory for a backward's temporaries, kept per thread for the next call: a fresh
+// allocation of a few MiB costs a page fault per 4 KiB on every call (at batch 8, hidden 128,
+// T 100 about as much as the layer-norm passes themselves). Above kScratchMaxBytes a call
+// allocates as before, so a one-off huge sequence does not pin its memory. The tensors handed
+// out are views of the scratch and must not outlive the call (nothing returned aliases them).
+constexpr int kScratchSlots = 3;
+constexpr int64_t kScratchMaxBytes = int64_t(64) << 20;
+
+inline Tensor scratch(int slot, at::IntArrayRef shape, const at::TensorOptions& options) {
+  int64_t numel = 1;
+  for (const int64_t size : shape) numel *= size;
+  const int64_t bytes = numel * int64_t(options.dtype().itemsize());
+  if (bytes > kScratchMaxBytes) return at::empty(shape, options);
+  thread_local std::unique_ptr<uint8_t[]> buffers[kScratchSlots];
+  thread_local int64_t capacity[kScratchSlots] = {};
+  if (capacity[slot] < bytes) {
+    buffers[slot].reset(new uint8_t[size_t(bytes) + 64]);
+    capacity[slot] = bytes;
+  }
+  const auto address = reinterpret_cast<uintptr_t>(buffers[slot].get());
+  void* aligned = reinterpret_cast<void*>((address + 63) & ~uintptr_t(63));
+  return at::from_blob(aligned, shape, options);
 }
 
 // Zoneout shares, one row of H per (step, batch row). Training masks are [T, N, H]; in eval
