@@ -264,3 +264,28 @@ def test_fused_layer_actually_runs_the_kernel(monkeypatch):
 
     monkeypatch.setitem(rnnkit.variants.REFERENCE_VARIANTS, "lstm", broken)
     torch.testing.assert_close(fused(x)[0], expected, rtol=1e-10, atol=1e-10)
+
+
+def test_bench_variants_cli_prints_every_row(capsys):
+    from rnnkit.bench_variants import VARIANTS
+    from rnnkit.cli import main
+
+    assert main(["bench", "--variants", "--sizes", "2x4", "3x5", "--T", "3", "--repeats", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("LSTM variants, forward+backward, T=3")
+    for batch, hidden in ((2, 4), (3, 5)):
+        size = [str(batch), str(hidden), "3"]
+        rows = [line.split() for line in lines if line.split()[:3] == size]
+        names = [row[3] for row in rows]
+        assert names == ["plain", *VARIANTS, "step-loop"]
+        assert rows[0][-3:] == ["x1.00", "(the", "base)"]
+        assert all(float(row[-3].removeprefix("x")) > 0 for row in rows[1:-1])  # cost ratios
+        assert rows[-1][-4] == "layer_norm" and rows[-1][-1] == "faster"  # the speed-up
+        assert float(rows[-1][-2].removeprefix("x")) > 0
+
+
+def test_bench_variants_cli_rejects_a_bad_size(capsys):
+    from rnnkit.cli import main
+
+    assert main(["bench", "--variants", "--sizes", "32by256"]) == 2
+    assert "--sizes" in capsys.readouterr().err
