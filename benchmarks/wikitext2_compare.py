@@ -11,9 +11,9 @@ so test perplexities are comparable. Runs, one after the other on the same machi
 - ``rnnkit``: ``rnnkit train`` with exactly those settings, then ``rnnkit eval`` on test;
 - ``rnnkit-tuned``: rnnkit with settings of our choice in a time budget (default 330 s).
 
-    git --git-dir /work/.mirror/pytorch+examples/repo archive HEAD \\
-        word_language_model/{main,model,data}.py \\
-        | tar -x -C /tmp/examples                       # once: a checkout of the baseline
+    mkdir -p /tmp/examples/word_language_model      # once: the baseline's three files
+    for f in main model data; do git --git-dir <pytorch/examples clone>/.git \\
+        show HEAD:word_language_model/$f.py > /tmp/examples/word_language_model/$f.py; done
     python benchmarks/wikitext2_compare.py --examples /tmp/examples/word_language_model
     python benchmarks/wikitext2_compare.py --examples ... --smoke   # 2,000 lines, 1 epoch
 """
