@@ -121,6 +121,25 @@ inline GemmEngine float_engine() {
 #endif
 }
 
+// Column-block width for the brgemm engine: narrower blocks when there would be fewer blocks
+// than cores.
+inline int64_t column_block(int64_t n) { return n >= 2 * 64 * at::get_num_threads() ? 64 : 32; }
+
+// B[k, n] (any strides) into column blocks of `block`, block j stored contiguous [k, width] at
+// out + j * block * k: the layout every brgemm call below reads with ld_b = width.
+inline void pack_column_blocks(const float* b, int64_t stride_k, int64_t stride_n, int64_t k,
+                               int64_t n, int64_t block, float* out) {
+  at::parallel_for(0, (n + block - 1) / block, 1, [&](int64_t first, int64_t last) {
+    for (int64_t j = first; j < last; ++j) {
+      const int64_t begin = j * block, width = std::min(block, n - begin);
+      float* dest = out + begin * k;
+      for (int64_t row = 0; row < k; ++row)
+        for (int64_t col = 0; col < width; ++col)
+          dest[row * width + col] = b[row * stride_k + (begin + col) * stride_n];
+    }
+  });
+}
+
 template <typename scalar_t>
 class RecurrentGemm {
  public:
@@ -131,18 +150,11 @@ class RecurrentGemm {
       engine_ = float_engine();
 #if defined(CPUBLAS_BRGEMM_F32F32F32)
       if (engine_ == GemmEngine::kBrgemm) {
-        // narrower blocks when there would be fewer blocks than cores
-        block_ = n >= 2 * 64 * at::get_num_threads() ? 64 : 32;
+        block_ = column_block(n);
         blocks_ = (n + block_ - 1) / block_;
         packed_.reset(new float[n * k + 16]);
-        for (int64_t j = 0; j < blocks_; ++j) {
-          const int64_t begin = j * block_, width = std::min(block_, n - begin);
-          float* out = packed_.get() + begin * k;  // block j: [k, width] row-major
-          for (int64_t row = 0; row < k; ++row)
-            for (int64_t col = 0; col < width; ++col)
-              out[row * width + col] = trans_b ? b[(begin + col) * ldb + row]
-                                               : b[row * ldb + begin + col];
-        }
+        // op(B) = B^T reads B[col, row]: strides (1, ldb); B itself: (ldb, 1)
+        pack_column_blocks(b, trans_b ? 1 : ldb, trans_b ? ldb : 1, k, n, block_, packed_.get());
         parallel_ = m * n * k >= kParallelMacs && at::get_num_threads() > 1 && blocks_ > 1;
         return;
       }
@@ -306,20 +318,10 @@ inline void matmul_into(Tensor& out, const Tensor& a, const Tensor& b, bool accu
     const Tensor left = a.stride(1) == 1 ? a : a.contiguous();
     const int64_t m = left.size(0), k = left.size(1), n = b.size(1);
     constexpr int64_t kRows = 128, kChunk = 1024;
-    const int64_t block = n >= 2 * 64 * at::get_num_threads() ? 64 : 32;
+    const int64_t block = column_block(n);
     const int64_t blocks = (n + block - 1) / block, row_tiles = (m + kRows - 1) / kRows;
     std::vector<float> packed(size_t(n * k));
-    const float* source = b.data_ptr<float>();
-    const int64_t stride_k = b.stride(0), stride_n = b.stride(1);
-    at::parallel_for(0, blocks, 1, [&](int64_t first, int64_t last) {
-      for (int64_t j = first; j < last; ++j) {
-        const int64_t begin = j * block, width = std::min(block, n - begin);
-        float* dest = packed.data() + begin * k;  // block j: [k, width] row-major
-        for (int64_t row = 0; row < k; ++row)
-          for (int64_t col = 0; col < width; ++col)
-            dest[row * width + col] = source[row * stride_k + (begin + col) * stride_n];
-      }
-    });
+    pack_column_blocks(b.data_ptr<float>(), b.stride(0), b.stride(1), k, n, block, packed.data());
     const float* a_data = left.data_ptr<float>();
     const int64_t lda = left.stride(0), ldc = out.stride(0);
     float* c_data = out.data_ptr<float>();
