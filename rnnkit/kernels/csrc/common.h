@@ -107,7 +107,7 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, scalar_t 
 // it measured 1.4-3.6x MKL's packed sgemm on this project's machine (an AMD EPYC, where MKL
 // takes its generic path). RNNKIT_GEMM=mkl keeps MKL's packed sgemm (cblas_sgemm_pack), the
 // path before; double always runs the plain BLAS call.
-enum class GemmEngine { kBrgemm, kMklPacked, kPlain };
+enum class GemmEngine { kBrgemm, kFewRows, kMklPacked, kPlain };
 
 inline GemmEngine float_engine() {
 #if defined(CPUBLAS_BRGEMM_F32F32F32)
@@ -126,18 +126,87 @@ inline GemmEngine float_engine() {
 inline int64_t column_block(int64_t n) { return n >= 2 * 64 * at::get_num_threads() ? 64 : 32; }
 
 // B[k, n] (any strides) into column blocks of `block`, block j stored contiguous [k, width] at
-// out + j * block * k: the layout every brgemm call below reads with ld_b = width.
+// out + j * block * k: the layout every brgemm call below reads with ld_b = width. When B is
+// stored transposed (stride_n != 1, as W_hh for the forward's h @ W_hh^T), rows are taken 16 at
+// a time so each column's 16 values are one cache line read and the 16 rows written stay in L1
+// (a plain strided loop read a whole line per value: 4H x H lines per call).
 inline void pack_column_blocks(const float* b, int64_t stride_k, int64_t stride_n, int64_t k,
                                int64_t n, int64_t block, float* out) {
+  constexpr int64_t kTile = 16;
   at::parallel_for(0, (n + block - 1) / block, 1, [&](int64_t first, int64_t last) {
     for (int64_t j = first; j < last; ++j) {
       const int64_t begin = j * block, width = std::min(block, n - begin);
       float* dest = out + begin * k;
-      for (int64_t row = 0; row < k; ++row)
-        for (int64_t col = 0; col < width; ++col)
-          dest[row * width + col] = b[row * stride_k + (begin + col) * stride_n];
+      if (stride_n == 1) {
+        for (int64_t row = 0; row < k; ++row)
+          std::memcpy(dest + row * width, b + row * stride_k + begin, sizeof(float) * width);
+        continue;
+      }
+      for (int64_t row0 = 0; row0 < k; row0 += kTile) {
+        const int64_t rows = std::min(kTile, k - row0);
+        for (int64_t col = 0; col < width; ++col) {
+          const float* source = b + row0 * stride_k + (begin + col) * stride_n;
+          for (int64_t row = 0; row < rows; ++row)
+            dest[(row0 + row) * width + col] = source[row * stride_k];
+        }
+      }
     }
   });
+}
+
+// C[m, n] (+)= A[m, k] @ B^T with B [n, k] row-major, for m <= kMaxFewRows: each output is a dot
+// product of two contiguous rows, so B is read where it lies (a batch of one is bound by reading
+// W_hh once per step; packing it first cost more than the steps). Four columns at a time, for
+// four independent accumulator chains; columns spread over the cores when worth it.
+constexpr int64_t kMaxFewRows = 1;
+
+inline void few_rows_times_transposed(int64_t m, int64_t n, int64_t k, const float* a,
+                                      int64_t lda, const float* b, int64_t ldb, bool add,
+                                      float* c, int64_t ldc, bool parallel) {
+  auto columns = [&](int64_t first, int64_t last) {
+    int64_t col = first;
+    for (; col + 4 <= last; col += 4) {  // the four rows of B stay in L1 across A's rows
+      const float* __restrict__ b0 = b + col * ldb;
+      const float* __restrict__ b1 = b0 + ldb;
+      const float* __restrict__ b2 = b1 + ldb;
+      const float* __restrict__ b3 = b2 + ldb;
+      for (int64_t row = 0; row < m; ++row) {
+        const float* __restrict__ x = a + row * lda;
+        float* __restrict__ out = c + row * ldc + col;
+        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        _Pragma("omp simd reduction(+ : s0, s1, s2, s3)")
+        for (int64_t i = 0; i < k; ++i) {
+          s0 += x[i] * b0[i];
+          s1 += x[i] * b1[i];
+          s2 += x[i] * b2[i];
+          s3 += x[i] * b3[i];
+        }
+        out[0] = add ? out[0] + s0 : s0;
+        out[1] = add ? out[1] + s1 : s1;
+        out[2] = add ? out[2] + s2 : s2;
+        out[3] = add ? out[3] + s3 : s3;
+      }
+    }
+    for (; col < last; ++col) {
+      const float* __restrict__ b0 = b + col * ldb;
+      for (int64_t row = 0; row < m; ++row) {
+        const float* __restrict__ x = a + row * lda;
+        float s0 = 0;
+        _Pragma("omp simd reduction(+ : s0)")
+        for (int64_t i = 0; i < k; ++i) s0 += x[i] * b0[i];
+        float& out = c[row * ldc + col];
+        out = add ? out + s0 : s0;
+      }
+    }
+  };
+  if (parallel) {
+    const int64_t groups = (n + 3) / 4, grain = 1 + 8192 / std::max<int64_t>(k, 1);
+    at::parallel_for(0, groups, grain, [&](int64_t first, int64_t last) {
+      columns(first * 4, std::min(last * 4, n));
+    });
+  } else {
+    columns(0, n);
+  }
 }
 
 template <typename scalar_t>
@@ -150,12 +219,18 @@ class RecurrentGemm {
       engine_ = float_engine();
 #if defined(CPUBLAS_BRGEMM_F32F32F32)
       if (engine_ == GemmEngine::kBrgemm) {
+        parallel_ = m * n * k >= kParallelMacs && at::get_num_threads() > 1;
         block_ = column_block(n);
         blocks_ = (n + block_ - 1) / block_;
+        if (m <= kMaxFewRows) {  // read B where it lies: see few_rows_times_transposed
+          if (trans_b) engine_ = GemmEngine::kFewRows;
+          parallel_ = parallel_ && (trans_b || blocks_ > 1);
+          return;
+        }
         packed_.reset(new float[n * k + 16]);
         // op(B) = B^T reads B[col, row]: strides (1, ldb); B itself: (ldb, 1)
         pack_column_blocks(b, trans_b ? 1 : ldb, trans_b ? ldb : 1, k, n, block_, packed_.get());
-        parallel_ = m * n * k >= kParallelMacs && at::get_num_threads() > 1 && blocks_ > 1;
+        parallel_ = parallel_ && blocks_ > 1;
         return;
       }
 #endif
@@ -179,14 +254,21 @@ class RecurrentGemm {
       return;
     }
     if constexpr (std::is_same_v<scalar_t, float>) {
+      if (engine_ == GemmEngine::kFewRows) {
+        few_rows_times_transposed(m_, n_, k_, a, lda, b_, ldb_, beta != 0.0f, c, ldc, parallel_);
+        return;
+      }
 #if defined(CPUBLAS_BRGEMM_F32F32F32)
       if (engine_ == GemmEngine::kBrgemm) {
         const bool add = beta != 0.0f;
+        // few rows: B [k, n] as it lies (ld_b = ldb), one block per core; else the packed blocks
+        const bool packed = packed_ != nullptr;
         auto blocks = [&](int64_t first, int64_t last) {
           for (int64_t j = first; j < last; ++j) {
             const int64_t begin = j * block_, width = std::min(block_, n_ - begin);
-            at::native::cpublas::brgemm(m_, width, k_, lda, width, ldc, add, a,
-                                        packed_.get() + begin * k_, c + begin, false);
+            const float* block = packed ? packed_.get() + begin * k_ : b_ + begin;
+            at::native::cpublas::brgemm(m_, width, k_, lda, packed ? width : ldb_, ldc, add, a,
+                                        block, c + begin, false);
           }
         };
         if (parallel_) {
@@ -313,8 +395,13 @@ inline bool running(const scalar_t* mask, int64_t t, int64_t batch, int64_t row)
 // b stays in cache. Other dtypes and engines: ATen's mm.
 inline void matmul_into(Tensor& out, const Tensor& a, const Tensor& b, bool accumulate) {
 #if defined(CPUBLAS_BRGEMM_F32F32F32)
+  // b stored transposed (W_ih^T in the input projection) must be transposed while packing;
+  // below ~800 rows that costs more than brgemm gains over MKL's own handling (measured 0.47x
+  // at 50 x 1024 x 4096, 0.84x at 400 rows, 0.98-1.17x at 800, 1.06-1.24x from 1600).
+  constexpr int64_t kMinRowsToTranspose = 800;
   if (out.scalar_type() == at::kFloat && float_engine() == GemmEngine::kBrgemm &&
-      out.stride(1) == 1 && a.numel() > 0 && b.numel() > 0) {
+      out.stride(1) == 1 && a.numel() > 0 && b.numel() > 0 &&
+      (b.stride(1) == 1 || a.size(0) >= kMinRowsToTranspose)) {
     const Tensor left = a.stride(1) == 1 ? a : a.contiguous();
     const int64_t m = left.size(0), k = left.size(1), n = b.size(1);
     constexpr int64_t kRows = 128, kChunk = 1024;
