@@ -131,6 +131,36 @@ def test_inference_matches_training_forward(mode, extra):
         assert_close(actual, wanted, torch.float32, "state")
 
 
+
+
+@needs_kernels
+@pytest.mark.parametrize("mode,extra", FAMILIES, ids=FAMILY_IDS)
+@pytest.mark.parametrize("batch,threads", [(1, 1), (1, 2), (2, 2)])
+def test_few_rows_and_long_sequences_match_reference(mode, extra, batch, threads):
+    """A batch of one takes the dot-product GEMM (W_hh read where it lies), split over the cores
+    at this size with two threads; 130 hidden units leave columns past the last group of four.
+    T*N >= 800 rows send the input projection through the packed-transpose GEMM."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for steps in (3, 800 // batch):
+            reference, fused = _twins(mode, torch.float32, 2, input_size=130, hidden_size=130,
+                                      **extra)
+            x = torch.randn(steps, batch, 130, generator=torch.Generator().manual_seed(steps))
+            weights = torch.randn(steps, batch, reference.proj_size or 130)
+            results = []
+            for layer in (reference, fused):
+                leaf = x.clone().requires_grad_(True)
+                output, _ = layer(leaf)
+                (output * weights).sum().backward()
+                grads = (leaf.grad, layer.weight_hh_l0.grad, layer.weight_ih_l0.grad)
+                results.append((output, *grads))
+            for name, actual, expected in zip(("output", "x", "W_hh", "W_ih"), *results[::-1]):
+                # 800 steps of float32 sums in another order: 1e-4, not the matrix's 1e-5
+                torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4,
+                                           msg=f"{name} at T={steps} differs")
+    finally:
+        torch.set_num_threads(previous)
 def _sequence_arguments(mode, masked, projected, generator):
     """float64 arguments of one fused sequence function, the differentiable ones as leaves."""
     steps, batch, features, hidden = 4, 3, 2, 3
