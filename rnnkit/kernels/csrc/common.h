@@ -24,6 +24,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/native/CPUBlas.h>
+#include <omp.h>
 
 #include <cmath>
 #include <cstdint>
@@ -126,30 +127,34 @@ inline GemmEngine float_engine() {
 inline int64_t column_block(int64_t n) { return n >= 2 * 64 * at::get_num_threads() ? 64 : 32; }
 
 // B[k, n] (any strides) into column blocks of `block`, block j stored contiguous [k, width] at
-// out + j * block * k: the layout every brgemm call below reads with ld_b = width. When B is
+// out + j * block * k: the layout every brgemm call below reads with ld_b = width (pack_block:
+// one such block, columns [begin, begin + width)). When B is
 // stored transposed (stride_n != 1, as W_hh for the forward's h @ W_hh^T), rows are taken 16 at
 // a time so each column's 16 values are one cache line read and the 16 rows written stay in L1
 // (a plain strided loop read a whole line per value: 4H x H lines per call).
+inline void pack_block(const float* b, int64_t stride_k, int64_t stride_n, int64_t k,
+                       int64_t begin, int64_t width, float* dest) {
+  constexpr int64_t kTile = 16;
+  if (stride_n == 1) {
+    for (int64_t row = 0; row < k; ++row)
+      std::memcpy(dest + row * width, b + row * stride_k + begin, sizeof(float) * width);
+    return;
+  }
+  for (int64_t row0 = 0; row0 < k; row0 += kTile) {
+    const int64_t rows = std::min(kTile, k - row0);
+    for (int64_t col = 0; col < width; ++col) {
+      const float* source = b + row0 * stride_k + (begin + col) * stride_n;
+      for (int64_t row = 0; row < rows; ++row) dest[(row0 + row) * width + col] = source[row * stride_k];
+    }
+  }
+}
+
 inline void pack_column_blocks(const float* b, int64_t stride_k, int64_t stride_n, int64_t k,
                                int64_t n, int64_t block, float* out) {
-  constexpr int64_t kTile = 16;
   at::parallel_for(0, (n + block - 1) / block, 1, [&](int64_t first, int64_t last) {
     for (int64_t j = first; j < last; ++j) {
-      const int64_t begin = j * block, width = std::min(block, n - begin);
-      float* dest = out + begin * k;
-      if (stride_n == 1) {
-        for (int64_t row = 0; row < k; ++row)
-          std::memcpy(dest + row * width, b + row * stride_k + begin, sizeof(float) * width);
-        continue;
-      }
-      for (int64_t row0 = 0; row0 < k; row0 += kTile) {
-        const int64_t rows = std::min(kTile, k - row0);
-        for (int64_t col = 0; col < width; ++col) {
-          const float* source = b + row0 * stride_k + (begin + col) * stride_n;
-          for (int64_t row = 0; row < rows; ++row)
-            dest[(row0 + row) * width + col] = source[row * stride_k];
-        }
-      }
+      const int64_t begin = j * block;
+      pack_block(b, stride_k, stride_n, k, begin, std::min(block, n - begin), out + begin * k);
     }
   });
 }
@@ -208,6 +213,9 @@ inline void few_rows_times_transposed(int64_t m, int64_t n, int64_t k, const flo
     columns(0, n);
   }
 }
+
+// below this many multiply-adds a step's GEMM is faster on one core than waking the second
+constexpr int64_t kParallelMacs = 32768;
 
 template <typename scalar_t>
 class RecurrentGemm {
@@ -291,8 +299,6 @@ class RecurrentGemm {
   }
 
  private:
-  // below this many multiply-adds a step's GEMM is faster on one core than waking the second
-  static constexpr int64_t kParallelMacs = 32768;
   int64_t m_, n_, k_;
   const scalar_t* b_;
   int64_t ldb_;
@@ -303,11 +309,128 @@ class RecurrentGemm {
   std::unique_ptr<float[]> packed_;
 };
 
+// ---- a team of threads over the whole time loop ------------------------------------------------
+// Each thread owns a range of hidden units for the whole sequence: its columns of every gate in
+// the forward's recurrent GEMM (h @ W_hh^T), the same units' columns of dL/dh in the backward's
+// (dL/dgates @ W_hh), and those units' gate math. A step then needs one barrier (all of h_t, or
+// all of dL/dgates, before the next GEMM) instead of a fork and join around the GEMM and
+// another around the gate math, and the gates a thread's GEMM wrote are still in its cache.
+struct UnitRange {
+  int64_t begin, end;
+};
+
+constexpr int64_t kUnitGroup = 16;  // ranges are cut at multiples of 16 units (one zmm of float)
+
+// Threads for a time loop whose step does `macs` multiply-adds over `hidden` units: one when a
+// step is too small to pay for the second, or when already inside a parallel region.
+inline int team_size(int64_t macs, int64_t hidden) {
+  const int threads = at::get_num_threads();
+  if (threads <= 1 || macs < kParallelMacs || at::in_parallel_region()) return 1;
+  return int(std::min<int64_t>(threads, (hidden + kUnitGroup - 1) / kUnitGroup));
+}
+
+// fn(range) on each thread of a team of `threads`; fn may call team_barrier().
+template <typename F>
+inline void on_unit_ranges(int threads, int64_t hidden, const F& fn) {
+  if (threads <= 1) {
+    fn(UnitRange{0, hidden});
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t index = omp_get_thread_num(), team = omp_get_num_threads();
+    const int64_t groups = (hidden + kUnitGroup - 1) / kUnitGroup;
+    fn(UnitRange{std::min(hidden, groups * index / team * kUnitGroup),
+                 std::min(hidden, groups * (index + 1) / team * kUnitGroup)});
+  }
+}
+
+inline void team_barrier() {
+#pragma omp barrier
+}
+
+// One thread's share of a step's recurrent GEMM: C[:, col] (+)= (A[m, k] @ op(B))[:, col] for
+// the columns col = gate * hidden + u, gate < gates, u in the thread's range; B as for
+// RecurrentGemm. float on brgemm: the thread packs its own columns once per sequence (into its
+// own cache), blocks of up to 64; a batch of one reads B where it lies (as RecurrentGemm).
+template <typename scalar_t>
+class UnitColumnsGemm {
+ public:
+  UnitColumnsGemm(int64_t m, int64_t k, const scalar_t* b, int64_t ldb, bool trans_b,
+                  int64_t gates, int64_t hidden, UnitRange range)
+      : m_(m), k_(k), b_(b), ldb_(ldb), trans_b_(trans_b) {
+    constexpr int64_t kColumns = 64;
+    for (int64_t gate = 0; gate < gates; ++gate) {
+      const int64_t end = gate * hidden + range.end;
+      for (int64_t column = gate * hidden + range.begin; column < end; column += kColumns)
+        blocks_.push_back({column, std::min(kColumns, end - column), 0});
+    }
+    if constexpr (std::is_same_v<scalar_t, float>) {
+#if defined(CPUBLAS_BRGEMM_F32F32F32)
+      if (float_engine() != GemmEngine::kBrgemm) return;
+      engine_ = m <= kMaxFewRows && trans_b ? GemmEngine::kFewRows : GemmEngine::kBrgemm;
+      if (m <= kMaxFewRows) return;
+      int64_t size = 0;
+      for (Block& block : blocks_) {
+        block.offset = size;
+        size += block.width * k;
+      }
+      packed_.reset(new float[size + 16]);
+      for (const Block& block : blocks_)
+        pack_block(b, trans_b ? 1 : ldb, trans_b ? ldb : 1, k, block.column, block.width,
+                   packed_.get() + block.offset);
+#endif
+    }
+  }
+
+  // beta is 0 (overwrite C) or 1 (add to C).
+  void run(const scalar_t* a, int64_t lda, scalar_t beta, scalar_t* c, int64_t ldc) const {
+    for (const Block& block : blocks_) {
+      scalar_t* out = c + block.column;
+      if constexpr (std::is_same_v<scalar_t, float>) {
+        if (engine_ == GemmEngine::kFewRows) {
+          few_rows_times_transposed(m_, block.width, k_, a, lda, b_ + block.column * ldb_, ldb_,
+                                    beta != 0.0f, out, ldc, false);
+          continue;
+        }
+#if defined(CPUBLAS_BRGEMM_F32F32F32)
+        if (engine_ == GemmEngine::kBrgemm) {
+          const bool packed = packed_ != nullptr;
+          const float* block_b = packed ? packed_.get() + block.offset : b_ + block.column;
+          at::native::cpublas::brgemm(m_, block.width, k_, lda, packed ? block.width : ldb_,
+                                      ldc, beta != 0.0f, a, block_b, out, false);
+          continue;
+        }
+#endif
+      }
+      const scalar_t* block_b = trans_b_ ? b_ + block.column * ldb_ : b_ + block.column;
+      gemm<scalar_t>(false, trans_b_, m_, block.width, k_, scalar_t(1), a, lda, block_b, ldb_,
+                     beta, out, ldc);
+    }
+  }
+
+ private:
+  struct Block {
+    int64_t column, width, offset;
+  };
+  int64_t m_, k_;
+  const scalar_t* b_;
+  int64_t ldb_;
+  bool trans_b_;
+  GemmEngine engine_ = GemmEngine::kPlain;
+  std::vector<Block> blocks_;
+  std::unique_ptr<float[]> packed_;
+};
+
 // ---- activations ------------------------------------------------------------------------------
 // float: Cephes' expf polynomial (about 1 ulp), branch-free so the compiler vectorises the
 // pointwise loops; double: libm, to stay within 1e-10 of the reference.
 
-inline float exp_float(float x) {
+// Always inlined: a call in a pointwise loop keeps gcc from vectorising it, and gcc's inliner
+// stops short of these in long lambdas (measured: the LSTM backward's row pass ran scalar).
+#define RNNKIT_INLINE inline __attribute__((always_inline))
+
+RNNKIT_INLINE float exp_float(float x) {
   x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);  // vmaxps/vminps; exp(x) stays normal
   float whole = std::floor(x * 1.44269504088896341f + 0.5f);  // round(x / ln 2)
   float r = x - whole * 0.693359375f + whole * 2.12194440e-4f;  // x - whole * ln 2, in two parts
@@ -325,23 +448,23 @@ inline float exp_float(float x) {
 template <typename scalar_t>
 inline scalar_t sigmoid(scalar_t x);
 template <>
-inline float sigmoid<float>(float x) {
+RNNKIT_INLINE float sigmoid<float>(float x) {
   return 1.0f / (1.0f + exp_float(-x));
 }
 template <>
-inline double sigmoid<double>(double x) {
+RNNKIT_INLINE double sigmoid<double>(double x) {
   return 1.0 / (1.0 + std::exp(-x));
 }
 
 template <typename scalar_t>
 inline scalar_t tanh_(scalar_t x);
 template <>
-inline float tanh_<float>(float x) {
+RNNKIT_INLINE float tanh_<float>(float x) {
   const float e = exp_float(-2.0f * std::fabs(x));
   return std::copysign((1.0f - e) / (1.0f + e), x);
 }
 template <>
-inline double tanh_<double>(double x) {
+RNNKIT_INLINE double tanh_<double>(double x) {
   return std::tanh(x);
 }
 

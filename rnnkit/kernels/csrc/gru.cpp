@@ -27,39 +27,46 @@ std::vector<Tensor> gru_forward(const Tensor& x_in, const Tensor& h0, const Tens
     scalar_t* from_hidden_data = from_hidden.data_ptr<scalar_t>();
     const scalar_t* bias_data = recurrent_bias.data_ptr<scalar_t>();
     const scalar_t* mask_data = mask.defined() ? mask.data_ptr<scalar_t>() : nullptr;
-    const RecurrentGemm<scalar_t> recurrent(batch, width, hidden,
-                                            weight_hh.data_ptr<scalar_t>(), hidden, true);
-    for (int64_t t = 0; t < steps; ++t) {
+    // the gate math of units [begin, end) of one row at step t, from_hidden holding h W_hh^T
+    auto step_row = [&](int64_t t, int64_t row, int64_t begin, int64_t end) {
       const scalar_t* h_previous = hidden_data + t * batch * hidden;
       scalar_t* h_next = hidden_data + (t + 1) * batch * hidden;
-      recurrent.run(h_previous, hidden, scalar_t(0), from_hidden_data, width);
-      for_each_segment(batch, hidden, [&](int64_t row, int64_t begin, int64_t end) {
-        scalar_t* __restrict__ reset = gate_data + (t * batch + row) * width;  // W_i x + b_i
-        scalar_t* __restrict__ update = reset + hidden;
-        scalar_t* __restrict__ candidate = reset + 2 * hidden;
-        const scalar_t* __restrict__ from_h = from_hidden_data + row * width;
-        const scalar_t* __restrict__ b = bias_data;
-        scalar_t* __restrict__ saved = new_data + (t * batch + row) * hidden;
-        const scalar_t* __restrict__ h_old = h_previous + row * hidden;
-        scalar_t* __restrict__ h_new = h_next + row * hidden;
+      scalar_t* __restrict__ reset = gate_data + (t * batch + row) * width;  // W_i x + b_i
+      scalar_t* __restrict__ update = reset + hidden;
+      scalar_t* __restrict__ candidate = reset + 2 * hidden;
+      const scalar_t* __restrict__ from_h = from_hidden_data + row * width;
+      const scalar_t* __restrict__ b = bias_data;
+      scalar_t* __restrict__ saved = new_data + (t * batch + row) * hidden;
+      const scalar_t* __restrict__ h_old = h_previous + row * hidden;
+      scalar_t* __restrict__ h_new = h_next + row * hidden;
+      RNNKIT_SIMD
+      for (int64_t j = begin; j < end; ++j) {
+        const scalar_t r = sigmoid(reset[j] + (from_h[j] + b[j]));
+        const scalar_t z = sigmoid(update[j] + (from_h[hidden + j] + b[hidden + j]));
+        const scalar_t hn = from_h[2 * hidden + j] + b[2 * hidden + j];
+        const scalar_t n = tanh_(candidate[j] + r * hn);
+        reset[j] = r;
+        update[j] = z;
+        candidate[j] = n;
+        saved[j] = hn;
+        h_new[j] = n + z * (h_old[j] - n);  // (1 - z) n + z h
+      }
+      if (!running(mask_data, t, batch, row)) {
         RNNKIT_SIMD
-        for (int64_t j = begin; j < end; ++j) {
-          const scalar_t r = sigmoid(reset[j] + (from_h[j] + b[j]));
-          const scalar_t z = sigmoid(update[j] + (from_h[hidden + j] + b[hidden + j]));
-          const scalar_t hn = from_h[2 * hidden + j] + b[2 * hidden + j];
-          const scalar_t n = tanh_(candidate[j] + r * hn);
-          reset[j] = r;
-          update[j] = z;
-          candidate[j] = n;
-          saved[j] = hn;
-          h_new[j] = n + z * (h_old[j] - n);  // (1 - z) n + z h
-        }
-        if (!running(mask_data, t, batch, row)) {
-          RNNKIT_SIMD
-          for (int64_t j = begin; j < end; ++j) h_new[j] = h_old[j];
-        }
-      });
-    }
+        for (int64_t j = begin; j < end; ++j) h_new[j] = h_old[j];
+      }
+    };
+    const int threads = team_size(batch * width * hidden, hidden);
+    on_unit_ranges(threads, hidden, [&](UnitRange units) {  // each thread its own hidden units
+      const UnitColumnsGemm<scalar_t> recurrent(batch, hidden, weight_hh.data_ptr<scalar_t>(),
+                                                hidden, true, 3, hidden, units);
+      for (int64_t t = 0; t < steps; ++t) {
+        recurrent.run(hidden_data + t * batch * hidden, hidden, scalar_t(0), from_hidden_data,
+                      width);
+        for (int64_t row = 0; row < batch; ++row) step_row(t, row, units.begin, units.end);
+        team_barrier();  // all of h_t before the next step's GEMM
+      }
+    });
   });
   return {hiddens, gates, hidden_new};
 }
@@ -91,56 +98,63 @@ std::vector<Tensor> gru_backward(const OptionalTensor& grad_output_in,
     const scalar_t* new_data = hidden_new.data_ptr<scalar_t>();
     const scalar_t* outputs = grad_output.defined() ? grad_output.data_ptr<scalar_t>() : nullptr;
     const scalar_t* mask_data = mask.defined() ? mask.data_ptr<scalar_t>() : nullptr;
-    // (N, 3H) @ W_hh (3H, H)
-    const RecurrentGemm<scalar_t> recurrent(batch, hidden, width,
-                                            weight_hh.data_ptr<scalar_t>(), hidden, false);
-    for (int64_t t = steps - 1; t >= 0; --t) {
-      for_each_segment(batch, hidden, [&](int64_t row, int64_t begin, int64_t end) {
-        const int64_t at_gates = (t * batch + row) * width, at_row = (t * batch + row) * hidden;
-        scalar_t* __restrict__ gi_reset = input_data + at_gates;
-        scalar_t* __restrict__ gi_update = gi_reset + hidden;
-        scalar_t* __restrict__ gi_new = gi_reset + 2 * hidden;
-        scalar_t* __restrict__ gh_reset = hidden_grad_data + at_gates;
-        scalar_t* __restrict__ gh_update = gh_reset + hidden;
-        scalar_t* __restrict__ gh_new = gh_reset + 2 * hidden;
-        scalar_t* __restrict__ grad = grad_h_data + row * hidden;
-        scalar_t* __restrict__ record_h = seen ? seen + at_row : nullptr;
-        if (!running(mask_data, t, batch, row)) {  // held: passes through unchanged
-          RNNKIT_SIMD
-          for (int64_t j = begin; j < end; ++j) {
-            gi_reset[j] = gi_update[j] = gi_new[j] = 0;
-            gh_reset[j] = gh_update[j] = gh_new[j] = 0;
-          }
-          if (record_h) for (int64_t j = begin; j < end; ++j) record_h[j] = 0;
-          return;
-        }
-        const scalar_t* __restrict__ reset = gate_data + at_gates;
-        const scalar_t* __restrict__ update = reset + hidden;
-        const scalar_t* __restrict__ candidate = reset + 2 * hidden;
-        const scalar_t* __restrict__ h_old = state_data + (t * batch + row) * hidden;
-        const scalar_t* __restrict__ hn = new_data + at_row;
-        if (outputs) {
-          const scalar_t* __restrict__ out = outputs + at_row;
-          RNNKIT_SIMD
-          for (int64_t j = begin; j < end; ++j) grad[j] += out[j];
-        }
-        if (record_h) for (int64_t j = begin; j < end; ++j) record_h[j] = grad[j];
+    // dL/d(pre-activations) of units [begin, end) of one row at step t; grad_h keeps the direct
+    // path, the GEMM then adds the one through W_hh
+    auto step_row = [&](int64_t t, int64_t row, int64_t begin, int64_t end) {
+      const int64_t at_gates = (t * batch + row) * width, at_row = (t * batch + row) * hidden;
+      scalar_t* __restrict__ gi_reset = input_data + at_gates;
+      scalar_t* __restrict__ gi_update = gi_reset + hidden;
+      scalar_t* __restrict__ gi_new = gi_reset + 2 * hidden;
+      scalar_t* __restrict__ gh_reset = hidden_grad_data + at_gates;
+      scalar_t* __restrict__ gh_update = gh_reset + hidden;
+      scalar_t* __restrict__ gh_new = gh_reset + 2 * hidden;
+      scalar_t* __restrict__ grad = grad_h_data + row * hidden;
+      scalar_t* __restrict__ record_h = seen ? seen + at_row : nullptr;
+      if (!running(mask_data, t, batch, row)) {  // held: passes through unchanged
         RNNKIT_SIMD
         for (int64_t j = begin; j < end; ++j) {
-          const scalar_t r = reset[j], z = update[j], n = candidate[j], dh = grad[j];
-          const scalar_t d_new = dh * (1 - z) * (1 - n * n);
-          const scalar_t d_update = dh * (h_old[j] - n) * (z * (1 - z));
-          const scalar_t d_reset = d_new * hn[j] * (r * (1 - r));
-          gi_reset[j] = gh_reset[j] = d_reset;
-          gi_update[j] = gh_update[j] = d_update;
-          gi_new[j] = d_new;
-          gh_new[j] = d_new * r;
-          grad[j] = dh * z;  // the direct path; the GEMM below adds the one through W_hh
+          gi_reset[j] = gi_update[j] = gi_new[j] = 0;
+          gh_reset[j] = gh_update[j] = gh_new[j] = 0;
         }
-      });
-      recurrent.run(hidden_grad_data + t * batch * width, width, scalar_t(1), grad_h_data,
-                    hidden);
-    }
+        if (record_h) for (int64_t j = begin; j < end; ++j) record_h[j] = 0;
+        return;
+      }
+      const scalar_t* __restrict__ reset = gate_data + at_gates;
+      const scalar_t* __restrict__ update = reset + hidden;
+      const scalar_t* __restrict__ candidate = reset + 2 * hidden;
+      const scalar_t* __restrict__ h_old = state_data + (t * batch + row) * hidden;
+      const scalar_t* __restrict__ hn = new_data + at_row;
+      if (outputs) {
+        const scalar_t* __restrict__ out = outputs + at_row;
+        RNNKIT_SIMD
+        for (int64_t j = begin; j < end; ++j) grad[j] += out[j];
+      }
+      if (record_h) for (int64_t j = begin; j < end; ++j) record_h[j] = grad[j];
+      RNNKIT_SIMD
+      for (int64_t j = begin; j < end; ++j) {
+        const scalar_t r = reset[j], z = update[j], n = candidate[j], dh = grad[j];
+        const scalar_t d_new = dh * (1 - z) * (1 - n * n);
+        const scalar_t d_update = dh * (h_old[j] - n) * (z * (1 - z));
+        const scalar_t d_reset = d_new * hn[j] * (r * (1 - r));
+        gi_reset[j] = gh_reset[j] = d_reset;
+        gi_update[j] = gh_update[j] = d_update;
+        gi_new[j] = d_new;
+        gh_new[j] = d_new * r;
+        grad[j] = dh * z;  // the direct path; the GEMM adds the one through W_hh
+      }
+    };
+    const int threads = team_size(batch * width * hidden, hidden);
+    on_unit_ranges(threads, hidden, [&](UnitRange units) {  // each thread its own hidden units
+      // (N, 3H) @ W_hh (3H, H), the thread's columns of dL/dh_{t-1}
+      const UnitColumnsGemm<scalar_t> recurrent(batch, width, weight_hh.data_ptr<scalar_t>(),
+                                                hidden, false, 1, hidden, units);
+      for (int64_t t = steps - 1; t >= 0; --t) {
+        for (int64_t row = 0; row < batch; ++row) step_row(t, row, units.begin, units.end);
+        team_barrier();  // all of dL/d(W_hh h) at t before the GEMM reads it
+        recurrent.run(hidden_grad_data + t * batch * width, width, scalar_t(1), grad_h_data,
+                      hidden);  // only this thread's step_row reads these columns next
+      }
+    });
   });
   Tensor grad_x, grad_weight_ih, grad_weight_hh, grad_bias_ih, grad_bias_hh;
   const Tensor flat_input = grad_from_input.view({steps * batch, width});

@@ -30,55 +30,70 @@ std::vector<Tensor> lstm_forward(const Tensor& x_in, const Tensor& h0, const Ten
     scalar_t* cell_data = cells.data_ptr<scalar_t>();
     scalar_t* raw = projected ? unprojected.data_ptr<scalar_t>() : nullptr;
     const scalar_t* mask_data = mask.defined() ? mask.data_ptr<scalar_t>() : nullptr;
-    const RecurrentGemm<scalar_t> recurrent(batch, width, out_size,
-                                            weight_hh.data_ptr<scalar_t>(), out_size, true);
-    std::optional<RecurrentGemm<scalar_t>> projection;
-    if (projected) projection.emplace(batch, out_size, hidden, weight_hr.data_ptr<scalar_t>(),
-                                      hidden, true);
-    for (int64_t t = 0; t < steps; ++t) {
-      scalar_t* step_gates = gate_data + t * batch * width;
-      const scalar_t* h_previous = hidden_data + t * batch * out_size;
-      scalar_t* h_next = hidden_data + (t + 1) * batch * out_size;
-      const scalar_t* c_previous = cell_data + t * batch * hidden;
-      scalar_t* c_next = cell_data + (t + 1) * batch * hidden;
-      recurrent.run(h_previous, out_size, scalar_t(1), step_gates, width);  // += h W_hh^T
-      for_each_segment(batch, hidden, [&](int64_t row, int64_t begin, int64_t end) {
-        scalar_t* __restrict__ input = step_gates + row * width;
-        scalar_t* __restrict__ forget = input + hidden;
-        scalar_t* __restrict__ cell = input + 2 * hidden;
-        scalar_t* __restrict__ output = input + 3 * hidden;
-        const scalar_t* __restrict__ c_old = c_previous + row * hidden;
-        scalar_t* __restrict__ c_new = c_next + row * hidden;
-        scalar_t* __restrict__ h_new = projected ? raw + row * hidden : h_next + row * out_size;
+    // the gate math of units [begin, end) of one row at step t: gates, c_t, h_t (or, projected,
+    // the unprojected h_t into `raw`)
+    auto step_row = [&](int64_t t, int64_t row, int64_t begin, int64_t end) {
+      scalar_t* __restrict__ input = gate_data + (t * batch + row) * width;
+      scalar_t* __restrict__ forget = input + hidden;
+      scalar_t* __restrict__ cell = input + 2 * hidden;
+      scalar_t* __restrict__ output = input + 3 * hidden;
+      const scalar_t* __restrict__ c_old = cell_data + (t * batch + row) * hidden;
+      scalar_t* __restrict__ c_new = cell_data + ((t + 1) * batch + row) * hidden;
+      scalar_t* __restrict__ h_new =
+          projected ? raw + row * hidden : hidden_data + ((t + 1) * batch + row) * out_size;
+      RNNKIT_SIMD
+      for (int64_t j = begin; j < end; ++j) {
+        const scalar_t i = sigmoid(input[j]), f = sigmoid(forget[j]);
+        const scalar_t g = tanh_(cell[j]), o = sigmoid(output[j]);
+        input[j] = i;
+        forget[j] = f;
+        cell[j] = g;
+        output[j] = o;
+        const scalar_t c = f * c_old[j] + i * g;  // keep some of the old memory, add some new
+        c_new[j] = c;
+        h_new[j] = o * tanh_(c);
+      }
+      if (!running(mask_data, t, batch, row)) {  // finished: hold the state
         RNNKIT_SIMD
-        for (int64_t j = begin; j < end; ++j) {
-          const scalar_t i = sigmoid(input[j]), f = sigmoid(forget[j]);
-          const scalar_t g = tanh_(cell[j]), o = sigmoid(output[j]);
-          input[j] = i;
-          forget[j] = f;
-          cell[j] = g;
-          output[j] = o;
-          const scalar_t c = f * c_old[j] + i * g;  // keep some of the old memory, add some new
-          c_new[j] = c;
-          h_new[j] = o * tanh_(c);
-        }
-        if (!running(mask_data, t, batch, row)) {  // finished: hold the state
+        for (int64_t j = begin; j < end; ++j) c_new[j] = c_old[j];
+        if (!projected) {
+          const scalar_t* __restrict__ h_old = hidden_data + (t * batch + row) * out_size;
           RNNKIT_SIMD
-          for (int64_t j = begin; j < end; ++j) c_new[j] = c_old[j];
-          if (!projected) {
-            const scalar_t* __restrict__ h_old = h_previous + row * out_size;
-            RNNKIT_SIMD
-            for (int64_t j = begin; j < end; ++j) h_new[j] = h_old[j];
-          }
+          for (int64_t j = begin; j < end; ++j) h_new[j] = h_old[j];
+        }
+      }
+    };
+    const scalar_t* weight_hh_data = weight_hh.data_ptr<scalar_t>();
+    if (!projected) {  // a team of threads, each with its own hidden units: see on_unit_ranges
+      const int threads = team_size(batch * width * out_size, hidden);
+      on_unit_ranges(threads, hidden, [&](UnitRange units) {
+        const UnitColumnsGemm<scalar_t> recurrent(batch, out_size, weight_hh_data, out_size,
+                                                  true, 4, hidden, units);
+        for (int64_t t = 0; t < steps; ++t) {
+          recurrent.run(hidden_data + t * batch * out_size, out_size, scalar_t(1),
+                        gate_data + t * batch * width, width);  // += h W_hh^T, own columns
+          for (int64_t row = 0; row < batch; ++row) step_row(t, row, units.begin, units.end);
+          team_barrier();  // all of h_t before the next step's GEMM
         }
       });
-      if (projected) {
-        projection->run(raw, hidden, scalar_t(0), h_next, out_size);  // (N, H) -> (N, P)
-        for (int64_t row = 0; row < batch; ++row) {
-          if (running(mask_data, t, batch, row)) continue;
-          std::memcpy(h_next + row * out_size, h_previous + row * out_size,
-                      sizeof(scalar_t) * out_size);
-        }
+      return;
+    }
+    const RecurrentGemm<scalar_t> recurrent(batch, width, out_size, weight_hh_data, out_size,
+                                            true);
+    const RecurrentGemm<scalar_t> projection(batch, out_size, hidden,
+                                             weight_hr.data_ptr<scalar_t>(), hidden, true);
+    for (int64_t t = 0; t < steps; ++t) {
+      const scalar_t* h_previous = hidden_data + t * batch * out_size;
+      scalar_t* h_next = hidden_data + (t + 1) * batch * out_size;
+      recurrent.run(h_previous, out_size, scalar_t(1), gate_data + t * batch * width, width);
+      for_each_segment(batch, hidden, [&](int64_t row, int64_t begin, int64_t end) {
+        step_row(t, row, begin, end);
+      });
+      projection.run(raw, hidden, scalar_t(0), h_next, out_size);  // (N, H) -> (N, P)
+      for (int64_t row = 0; row < batch; ++row) {
+        if (running(mask_data, t, batch, row)) continue;
+        std::memcpy(h_next + row * out_size, h_previous + row * out_size,
+                    sizeof(scalar_t) * out_size);
       }
     }
   });
@@ -121,83 +136,101 @@ std::vector<Tensor> lstm_backward(const OptionalTensor& grad_output_in,
     const scalar_t* cell_data = cells.data_ptr<scalar_t>();
     const scalar_t* outputs = grad_output.defined() ? grad_output.data_ptr<scalar_t>() : nullptr;
     const scalar_t* mask_data = mask.defined() ? mask.data_ptr<scalar_t>() : nullptr;
-    // (N, 4H) @ W_hh (4H, P) and, projected, (N, P) @ W_hr (P, H)
-    const RecurrentGemm<scalar_t> recurrent(batch, out_size, width,
-                                            weight_hh.data_ptr<scalar_t>(), out_size, false);
-    std::optional<RecurrentGemm<scalar_t>> projection;
-    if (projected) projection.emplace(batch, hidden, out_size, weight_hr.data_ptr<scalar_t>(),
-                                      hidden, false);
-    for (int64_t t = steps - 1; t >= 0; --t) {
-      if (projected) {
-        // dL/dh_t over (N, P) first: the projection's GEMM needs all of it
-        for (int64_t row = 0; row < batch; ++row) {
-          const int64_t at_row = (t * batch + row) * out_size;
-          scalar_t* __restrict__ grad = grad_h_data + row * out_size;
-          scalar_t* __restrict__ kept = grad_out_data + at_row;
-          const bool runs = running(mask_data, t, batch, row);
-          if (runs && outputs)
-            for (int64_t j = 0; j < out_size; ++j) grad[j] += outputs[at_row + j];
-          if (seen_h) for (int64_t j = 0; j < out_size; ++j) seen_h[at_row + j] = runs ? grad[j] : 0;
-          for (int64_t j = 0; j < out_size; ++j) kept[j] = runs ? grad[j] : 0;
-        }
-        projection->run(grad_h_data, out_size, scalar_t(0), grad_raw, hidden);
-        for (int64_t row = 0; row < batch; ++row) {
-          if (!running(mask_data, t, batch, row)) continue;
-          std::memset(grad_h_data + row * out_size, 0, sizeof(scalar_t) * out_size);
-        }
-      }
-      for_each_segment(batch, hidden, [&](int64_t row, int64_t begin, int64_t end) {
-        const int64_t at_row = (t * batch + row) * hidden;
-        const scalar_t* __restrict__ input = gate_data + (t * batch + row) * width;
-        const scalar_t* __restrict__ forget = input + hidden;
-        const scalar_t* __restrict__ cell = input + 2 * hidden;
-        const scalar_t* __restrict__ output = input + 3 * hidden;
-        scalar_t* __restrict__ grad_input = grad_pre_data + (t * batch + row) * width;
-        scalar_t* __restrict__ grad_forget = grad_input + hidden;
-        scalar_t* __restrict__ grad_cell = grad_input + 2 * hidden;
-        scalar_t* __restrict__ grad_output_gate = grad_input + 3 * hidden;
-        const scalar_t* __restrict__ c_old = cell_data + at_row;
-        const scalar_t* __restrict__ c_new = cell_data + at_row + batch * hidden;
-        scalar_t* __restrict__ grad_c_row = grad_c_data + row * hidden;
-        scalar_t* __restrict__ record_c = seen_c ? seen_c + at_row : nullptr;
-        if (!running(mask_data, t, batch, row)) {  // held: the gradient passes as it is
-          RNNKIT_SIMD
-          for (int64_t j = begin; j < end; ++j) {
-            grad_input[j] = grad_forget[j] = grad_cell[j] = grad_output_gate[j] = 0;
-          }
-          if (record_c) for (int64_t j = begin; j < end; ++j) record_c[j] = 0;
-          if (!projected && seen_h) {
-            RNNKIT_SIMD
-            for (int64_t j = begin; j < end; ++j) seen_h[at_row + j] = 0;
-          }
-          return;
-        }
-        scalar_t* __restrict__ grad_h_row;
-        if (projected) {
-          grad_h_row = grad_raw + row * hidden;
-        } else {
-          grad_h_row = grad_h_data + row * hidden;
-          if (outputs) {
-            const scalar_t* __restrict__ out = outputs + at_row;
-            RNNKIT_SIMD
-            for (int64_t j = begin; j < end; ++j) grad_h_row[j] += out[j];
-          }
-          if (seen_h) for (int64_t j = begin; j < end; ++j) seen_h[at_row + j] = grad_h_row[j];
-        }
+    // dL/d(gates) of units [begin, end) of one row at step t; dL/dc_{t-1} into grad_c, and
+    // dL/dh_t zeroed for the GEMM that then adds dL/dh_{t-1} (held rows pass theirs on as it is)
+    auto step_row = [&](int64_t t, int64_t row, int64_t begin, int64_t end) {
+      const int64_t at_row = (t * batch + row) * hidden;
+      const scalar_t* __restrict__ input = gate_data + (t * batch + row) * width;
+      const scalar_t* __restrict__ forget = input + hidden;
+      const scalar_t* __restrict__ cell = input + 2 * hidden;
+      const scalar_t* __restrict__ output = input + 3 * hidden;
+      scalar_t* __restrict__ grad_input = grad_pre_data + (t * batch + row) * width;
+      scalar_t* __restrict__ grad_forget = grad_input + hidden;
+      scalar_t* __restrict__ grad_cell = grad_input + 2 * hidden;
+      scalar_t* __restrict__ grad_output_gate = grad_input + 3 * hidden;
+      const scalar_t* __restrict__ c_old = cell_data + at_row;
+      const scalar_t* __restrict__ c_new = cell_data + at_row + batch * hidden;
+      scalar_t* __restrict__ grad_c_row = grad_c_data + row * hidden;
+      scalar_t* __restrict__ record_c = seen_c ? seen_c + at_row : nullptr;
+      if (!running(mask_data, t, batch, row)) {  // held: the gradient passes as it is
         RNNKIT_SIMD
         for (int64_t j = begin; j < end; ++j) {
-          const scalar_t i = input[j], f = forget[j], g = cell[j], o = output[j];
-          const scalar_t tanh_c = tanh_(c_new[j]);
-          const scalar_t dh = grad_h_row[j];
-          const scalar_t dc = grad_c_row[j] + dh * o * (1 - tanh_c * tanh_c);
-          grad_input[j] = dc * g * (i * (1 - i));
-          grad_forget[j] = dc * c_old[j] * (f * (1 - f));
-          grad_cell[j] = dc * i * (1 - g * g);
-          grad_output_gate[j] = dh * tanh_c * (o * (1 - o));
-          if (record_c) record_c[j] = dc;  // loop-invariant: the compiler unswitches it
-          grad_c_row[j] = dc * f;
-          if (!projected) grad_h_row[j] = 0;  // the GEMM below accumulates into it
+          grad_input[j] = grad_forget[j] = grad_cell[j] = grad_output_gate[j] = 0;
         }
+        if (record_c) for (int64_t j = begin; j < end; ++j) record_c[j] = 0;
+        if (!projected && seen_h) {
+          RNNKIT_SIMD
+          for (int64_t j = begin; j < end; ++j) seen_h[at_row + j] = 0;
+        }
+        return;
+      }
+      scalar_t* __restrict__ grad_h_row;
+      if (projected) {
+        grad_h_row = grad_raw + row * hidden;
+      } else {
+        grad_h_row = grad_h_data + row * hidden;
+        if (outputs) {
+          const scalar_t* __restrict__ out = outputs + at_row;
+          RNNKIT_SIMD
+          for (int64_t j = begin; j < end; ++j) grad_h_row[j] += out[j];
+        }
+        if (seen_h) for (int64_t j = begin; j < end; ++j) seen_h[at_row + j] = grad_h_row[j];
+      }
+      RNNKIT_SIMD
+      for (int64_t j = begin; j < end; ++j) {
+        const scalar_t i = input[j], f = forget[j], g = cell[j], o = output[j];
+        const scalar_t tanh_c = tanh_(c_new[j]);
+        const scalar_t dh = grad_h_row[j];
+        const scalar_t dc = grad_c_row[j] + dh * o * (1 - tanh_c * tanh_c);
+        grad_input[j] = dc * g * (i * (1 - i));
+        grad_forget[j] = dc * c_old[j] * (f * (1 - f));
+        grad_cell[j] = dc * i * (1 - g * g);
+        grad_output_gate[j] = dh * tanh_c * (o * (1 - o));
+        if (record_c) record_c[j] = dc;  // loop-invariant: the compiler unswitches it
+        grad_c_row[j] = dc * f;
+        if (!projected) grad_h_row[j] = 0;  // the GEMM below accumulates into it
+      }
+    };
+    const scalar_t* weight_hh_data = weight_hh.data_ptr<scalar_t>();
+    if (!projected) {  // a team of threads, each with its own hidden units: see on_unit_ranges
+      const int threads = team_size(batch * width * out_size, hidden);
+      on_unit_ranges(threads, hidden, [&](UnitRange units) {
+        // (N, 4H) @ W_hh (4H, H), the thread's columns of dL/dh_{t-1}
+        const UnitColumnsGemm<scalar_t> recurrent(batch, width, weight_hh_data, out_size, false,
+                                                  1, hidden, units);
+        for (int64_t t = steps - 1; t >= 0; --t) {
+          for (int64_t row = 0; row < batch; ++row) step_row(t, row, units.begin, units.end);
+          team_barrier();  // all of dL/d(gates) at t before the GEMM reads it
+          recurrent.run(grad_pre_data + t * batch * width, width, scalar_t(1), grad_h_data,
+                        out_size);  // only this thread's step_row reads these columns next
+        }
+      });
+      return;
+    }
+    // (N, 4H) @ W_hh (4H, P) and (N, P) @ W_hr (P, H)
+    const RecurrentGemm<scalar_t> recurrent(batch, out_size, width, weight_hh_data, out_size,
+                                            false);
+    const RecurrentGemm<scalar_t> projection(batch, hidden, out_size,
+                                             weight_hr.data_ptr<scalar_t>(), hidden, false);
+    for (int64_t t = steps - 1; t >= 0; --t) {
+      // dL/dh_t over (N, P) first: the projection's GEMM needs all of it
+      for (int64_t row = 0; row < batch; ++row) {
+        const int64_t at_row = (t * batch + row) * out_size;
+        scalar_t* __restrict__ grad = grad_h_data + row * out_size;
+        scalar_t* __restrict__ kept = grad_out_data + at_row;
+        const bool runs = running(mask_data, t, batch, row);
+        if (runs && outputs)
+          for (int64_t j = 0; j < out_size; ++j) grad[j] += outputs[at_row + j];
+        if (seen_h) for (int64_t j = 0; j < out_size; ++j) seen_h[at_row + j] = runs ? grad[j] : 0;
+        for (int64_t j = 0; j < out_size; ++j) kept[j] = runs ? grad[j] : 0;
+      }
+      projection.run(grad_h_data, out_size, scalar_t(0), grad_raw, hidden);
+      for (int64_t row = 0; row < batch; ++row) {
+        if (!running(mask_data, t, batch, row)) continue;
+        std::memset(grad_h_data + row * out_size, 0, sizeof(scalar_t) * out_size);
+      }
+      for_each_segment(batch, hidden, [&](int64_t row, int64_t begin, int64_t end) {
+        step_row(t, row, begin, end);
       });
       recurrent.run(grad_pre_data + t * batch * width, width, scalar_t(1), grad_h_data, out_size);
     }

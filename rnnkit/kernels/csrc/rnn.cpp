@@ -20,27 +20,33 @@ std::vector<Tensor> rnn_forward(const Tensor& x_in, const Tensor& h0, const Tens
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnn_forward", [&] {
     scalar_t* states = hiddens.data_ptr<scalar_t>();
     const scalar_t* mask_data = mask.defined() ? mask.data_ptr<scalar_t>() : nullptr;
-    const RecurrentGemm<scalar_t> recurrent(batch, hidden, hidden,
-                                            weight_hh.data_ptr<scalar_t>(), hidden, true);
-    for (int64_t t = 0; t < steps; ++t) {
+    auto step_row = [&](int64_t t, int64_t row, int64_t begin, int64_t end) {
       const scalar_t* previous = states + t * batch * hidden;
       scalar_t* next = states + (t + 1) * batch * hidden;
-      recurrent.run(previous, hidden, scalar_t(1), next, hidden);  // (N, H) += h_{t-1} W_hh^T
-      for_each_segment(batch, hidden, [&](int64_t row, int64_t begin, int64_t end) {
-        scalar_t* __restrict__ out = next + row * hidden;
-        const scalar_t* __restrict__ old = previous + row * hidden;
-        if (!running(mask_data, t, batch, row)) {
-          RNNKIT_SIMD
-          for (int64_t j = begin; j < end; ++j) out[j] = old[j];
-        } else if (relu) {
-          RNNKIT_SIMD
-          for (int64_t j = begin; j < end; ++j) out[j] = out[j] > scalar_t(0) ? out[j] : 0;
-        } else {
-          RNNKIT_SIMD
-          for (int64_t j = begin; j < end; ++j) out[j] = tanh_(out[j]);
-        }
-      });
-    }
+      scalar_t* __restrict__ out = next + row * hidden;
+      const scalar_t* __restrict__ old = previous + row * hidden;
+      if (!running(mask_data, t, batch, row)) {
+        RNNKIT_SIMD
+        for (int64_t j = begin; j < end; ++j) out[j] = old[j];
+      } else if (relu) {
+        RNNKIT_SIMD
+        for (int64_t j = begin; j < end; ++j) out[j] = out[j] > scalar_t(0) ? out[j] : 0;
+      } else {
+        RNNKIT_SIMD
+        for (int64_t j = begin; j < end; ++j) out[j] = tanh_(out[j]);
+      }
+    };
+    const int threads = team_size(batch * hidden * hidden, hidden);
+    on_unit_ranges(threads, hidden, [&](UnitRange units) {  // each thread its own hidden units
+      const UnitColumnsGemm<scalar_t> recurrent(batch, hidden, weight_hh.data_ptr<scalar_t>(),
+                                                hidden, true, 1, hidden, units);
+      for (int64_t t = 0; t < steps; ++t) {
+        recurrent.run(states + t * batch * hidden, hidden, scalar_t(1),
+                      states + (t + 1) * batch * hidden, hidden);  // (N, H) += h_{t-1} W_hh^T
+        for (int64_t row = 0; row < batch; ++row) step_row(t, row, units.begin, units.end);
+        team_barrier();  // all of h_t before the next step's GEMM
+      }
+    });
   });
   return {hiddens};
 }
@@ -65,41 +71,47 @@ std::vector<Tensor> rnn_backward(const OptionalTensor& grad_output_in,
     const scalar_t* outputs = grad_output.defined() ? grad_output.data_ptr<scalar_t>() : nullptr;
     const scalar_t* mask_data = mask.defined() ? mask.data_ptr<scalar_t>() : nullptr;
     scalar_t* recorded = record ? hidden_grads.data_ptr<scalar_t>() : nullptr;
-    // (N, H) @ W_hh (H, H): the error one step back
-    const RecurrentGemm<scalar_t> recurrent(batch, hidden, hidden,
-                                            weight_hh.data_ptr<scalar_t>(), hidden, false);
-    for (int64_t t = steps - 1; t >= 0; --t) {
+    auto step_row = [&](int64_t t, int64_t row, int64_t begin, int64_t end) {
       const int64_t offset = t * batch * hidden;
-      for_each_segment(batch, hidden, [&](int64_t row, int64_t begin, int64_t end) {
-        const int64_t at_row = offset + row * hidden;
-        scalar_t* __restrict__ grad = grad_state + row * hidden;
-        scalar_t* __restrict__ pre = grad_pre_data + at_row;
-        scalar_t* __restrict__ seen = recorded ? recorded + at_row : nullptr;
-        if (!running(mask_data, t, batch, row)) {  // held past the end: passes through as is
-          RNNKIT_SIMD
-          for (int64_t j = begin; j < end; ++j) pre[j] = 0;
-          if (seen) for (int64_t j = begin; j < end; ++j) seen[j] = 0;
-          return;
-        }
-        const scalar_t* __restrict__ h = states + (t + 1) * batch * hidden + row * hidden;
-        if (outputs) {
-          const scalar_t* __restrict__ out = outputs + at_row;
-          RNNKIT_SIMD
-          for (int64_t j = begin; j < end; ++j) grad[j] += out[j];
-        }
-        if (seen) for (int64_t j = begin; j < end; ++j) seen[j] = grad[j];
-        if (relu) {
-          RNNKIT_SIMD
-          for (int64_t j = begin; j < end; ++j) pre[j] = h[j] > scalar_t(0) ? grad[j] : 0;
-        } else {
-          RNNKIT_SIMD
-          for (int64_t j = begin; j < end; ++j) pre[j] = grad[j] * (1 - h[j] * h[j]);
-        }
+      const int64_t at_row = offset + row * hidden;
+      scalar_t* __restrict__ grad = grad_state + row * hidden;
+      scalar_t* __restrict__ pre = grad_pre_data + at_row;
+      scalar_t* __restrict__ seen = recorded ? recorded + at_row : nullptr;
+      if (!running(mask_data, t, batch, row)) {  // held past the end: passes through as is
         RNNKIT_SIMD
-        for (int64_t j = begin; j < end; ++j) grad[j] = 0;  // the GEMM below accumulates
-      });
-      recurrent.run(grad_pre_data + offset, hidden, scalar_t(1), grad_state, hidden);
-    }
+        for (int64_t j = begin; j < end; ++j) pre[j] = 0;
+        if (seen) for (int64_t j = begin; j < end; ++j) seen[j] = 0;
+        return;
+      }
+      const scalar_t* __restrict__ h = states + (t + 1) * batch * hidden + row * hidden;
+      if (outputs) {
+        const scalar_t* __restrict__ out = outputs + at_row;
+        RNNKIT_SIMD
+        for (int64_t j = begin; j < end; ++j) grad[j] += out[j];
+      }
+      if (seen) for (int64_t j = begin; j < end; ++j) seen[j] = grad[j];
+      if (relu) {
+        RNNKIT_SIMD
+        for (int64_t j = begin; j < end; ++j) pre[j] = h[j] > scalar_t(0) ? grad[j] : 0;
+      } else {
+        RNNKIT_SIMD
+        for (int64_t j = begin; j < end; ++j) pre[j] = grad[j] * (1 - h[j] * h[j]);
+      }
+      RNNKIT_SIMD
+      for (int64_t j = begin; j < end; ++j) grad[j] = 0;  // the GEMM accumulates into it
+    };
+    const int threads = team_size(batch * hidden * hidden, hidden);
+    on_unit_ranges(threads, hidden, [&](UnitRange units) {  // each thread its own hidden units
+      // (N, H) @ W_hh (H, H), the thread's columns of the error one step back
+      const UnitColumnsGemm<scalar_t> recurrent(batch, hidden, weight_hh.data_ptr<scalar_t>(),
+                                                hidden, false, 1, hidden, units);
+      for (int64_t t = steps - 1; t >= 0; --t) {
+        for (int64_t row = 0; row < batch; ++row) step_row(t, row, units.begin, units.end);
+        team_barrier();  // all of dL/d(pre-activation) at t before the GEMM reads it
+        recurrent.run(grad_pre_data + t * batch * hidden, hidden, scalar_t(1), grad_state,
+                      hidden);  // only this thread's step_row reads these columns next
+      }
+    });
   });
   Tensor grad_x, grad_weight_ih, grad_weight_hh, grad_bias;
   const Tensor flat = grad_pre.view({steps * batch, hidden});
