@@ -564,10 +564,19 @@ inline Tensor matrix_product(const Tensor& a, const Tensor& b) {
   return out;
 }
 
-// Time-batched weight gradient: sum_t grad[t]^T @ inputs[t], i.e. [T*N, G]^T @ [T*N, K].
+// Time-batched weight gradient: sum_t grad[t]^T @ inputs[t], i.e. [T*N, G]^T @ [T*N, K]. The
+// left operand is grad transposed, [G, T*N] row-major (gradient_rows): made once per backward
+// and shared by dW_ih and dW_hh, a copy of the whole gradient each.
+inline Tensor gradient_rows(const Tensor& grad) {
+  return grad.reshape({-1, grad.size(-1)}).t().contiguous();
+}
+
+inline Tensor weight_gradient_from_rows(const Tensor& rows, const Tensor& inputs) {
+  return matrix_product(rows, inputs.reshape({-1, inputs.size(-1)}));
+}
+
 inline Tensor weight_gradient(const Tensor& grad, const Tensor& inputs) {
-  const auto columns = grad.size(-1);
-  return matrix_product(grad.reshape({-1, columns}).t(), inputs.reshape({-1, inputs.size(-1)}));
+  return weight_gradient_from_rows(gradient_rows(grad), inputs);
 }
 
 // The input projection of every step: out[T*N, G] = x[T*N, I] @ W_ih^T (+ bias).

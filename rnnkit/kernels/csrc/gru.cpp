@@ -18,7 +18,8 @@ std::vector<Tensor> gru_forward(const Tensor& x_in, const Tensor& h0, const Tens
   hiddens[0].copy_(h0);
   const Tensor flat = x.view({steps * batch, features});
   Tensor gates_flat = gates.view({steps * batch, width});
-  input_projection(gates_flat, flat, weight_ih, get(bias_ih));
+  input_projection(gates_flat, flat, weight_ih, nullptr);  // b_ih joins in the gate math
+  const Tensor input_bias = get(bias_ih) ? bias_ih->contiguous() : at::zeros({width}, x.options());
   const Tensor mask = get(mask_in) ? mask_in->contiguous() : Tensor();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_forward", [&] {
     scalar_t* gate_data = gates.data_ptr<scalar_t>();
@@ -26,25 +27,28 @@ std::vector<Tensor> gru_forward(const Tensor& x_in, const Tensor& h0, const Tens
     scalar_t* new_data = hidden_new.data_ptr<scalar_t>();
     scalar_t* from_hidden_data = from_hidden.data_ptr<scalar_t>();
     const scalar_t* bias_data = recurrent_bias.data_ptr<scalar_t>();
+    const scalar_t* input_bias_data = input_bias.data_ptr<scalar_t>();
     const scalar_t* mask_data = mask.defined() ? mask.data_ptr<scalar_t>() : nullptr;
     // the gate math of units [begin, end) of one row at step t, from_hidden holding h W_hh^T
     auto step_row = [&](int64_t t, int64_t row, int64_t begin, int64_t end) {
       const scalar_t* h_previous = hidden_data + t * batch * hidden;
       scalar_t* h_next = hidden_data + (t + 1) * batch * hidden;
-      scalar_t* __restrict__ reset = gate_data + (t * batch + row) * width;  // W_i x + b_i
+      scalar_t* __restrict__ reset = gate_data + (t * batch + row) * width;  // W_i x
       scalar_t* __restrict__ update = reset + hidden;
       scalar_t* __restrict__ candidate = reset + 2 * hidden;
       const scalar_t* __restrict__ from_h = from_hidden_data + row * width;
       const scalar_t* __restrict__ b = bias_data;
+      const scalar_t* __restrict__ bi = input_bias_data;
       scalar_t* __restrict__ saved = new_data + (t * batch + row) * hidden;
       const scalar_t* __restrict__ h_old = h_previous + row * hidden;
       scalar_t* __restrict__ h_new = h_next + row * hidden;
       RNNKIT_SIMD
       for (int64_t j = begin; j < end; ++j) {
-        const scalar_t r = sigmoid(reset[j] + (from_h[j] + b[j]));
-        const scalar_t z = sigmoid(update[j] + (from_h[hidden + j] + b[hidden + j]));
+        const scalar_t r = sigmoid((reset[j] + bi[j]) + (from_h[j] + b[j]));
+        const scalar_t z =
+            sigmoid((update[j] + bi[hidden + j]) + (from_h[hidden + j] + b[hidden + j]));
         const scalar_t hn = from_h[2 * hidden + j] + b[2 * hidden + j];
-        const scalar_t n = tanh_(candidate[j] + r * hn);
+        const scalar_t n = tanh_((candidate[j] + bi[2 * hidden + j]) + r * hn);
         reset[j] = r;
         update[j] = z;
         candidate[j] = n;
@@ -159,8 +163,18 @@ std::vector<Tensor> gru_backward(const OptionalTensor& grad_output_in,
   Tensor grad_x, grad_weight_ih, grad_weight_hh, grad_bias_ih, grad_bias_hh;
   const Tensor flat_input = grad_from_input.view({steps * batch, width});
   if (needs[0]) grad_x = matrix_product(flat_input, weight_ih).view({steps, batch, weight_ih.size(1)});
-  if (needs[1]) grad_weight_ih = weight_gradient(grad_from_input, x);
-  if (needs[2]) grad_weight_hh = weight_gradient(grad_from_hidden, hiddens.narrow(0, 0, steps));
+  // dL/d(W_hh h + b_hh) equals dL/d(W_ih x + b_ih) in the reset and update blocks: one
+  // transposed copy of those, and of the new block of each
+  const Tensor rows = needs[1] || needs[2] ? gradient_rows(grad_from_input) : Tensor();
+  if (needs[1]) grad_weight_ih = weight_gradient_from_rows(rows, x);
+  if (needs[2]) {
+    const Tensor inputs = hiddens.narrow(0, 0, steps).reshape({steps * batch, hidden});
+    grad_weight_hh = at::empty({width, hidden}, options);
+    Tensor shared = grad_weight_hh.narrow(0, 0, 2 * hidden);
+    Tensor own = grad_weight_hh.narrow(0, 2 * hidden, hidden);
+    matmul_into(shared, rows.narrow(0, 0, 2 * hidden), inputs, false);
+    matmul_into(own, gradient_rows(grad_from_hidden.narrow(2, 2 * hidden, hidden)), inputs, false);
+  }
   if (has_bias && needs[3]) grad_bias_ih = flat_input.sum(0);
   if (has_bias && needs[4]) grad_bias_hh = grad_from_hidden.view({steps * batch, width}).sum(0);
   return {grad_x, grad_h, grad_weight_ih, grad_weight_hh, grad_bias_ih, grad_bias_hh,

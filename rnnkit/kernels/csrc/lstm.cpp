@@ -21,7 +21,8 @@ std::vector<Tensor> lstm_forward(const Tensor& x_in, const Tensor& h0, const Ten
   // every step's input projection in one GEMM, into the gate buffer the steps then finish
   const Tensor flat = x.view({steps * batch, features});
   Tensor gates_flat = gates.view({steps * batch, width});
-  input_projection(gates_flat, flat, weight_ih, get(bias));
+  input_projection(gates_flat, flat, weight_ih, nullptr);  // the bias joins in the gate math
+  const Tensor gate_bias = get(bias) ? bias->contiguous() : at::zeros({width}, x.options());
   Tensor unprojected = projected ? at::empty({batch, hidden}, x.options()) : Tensor();
   const Tensor mask = get(mask_in) ? mask_in->contiguous() : Tensor();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_forward", [&] {
@@ -30,6 +31,7 @@ std::vector<Tensor> lstm_forward(const Tensor& x_in, const Tensor& h0, const Ten
     scalar_t* cell_data = cells.data_ptr<scalar_t>();
     scalar_t* raw = projected ? unprojected.data_ptr<scalar_t>() : nullptr;
     const scalar_t* mask_data = mask.defined() ? mask.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* bias_data = gate_bias.data_ptr<scalar_t>();
     // the gate math of units [begin, end) of one row at step t: gates, c_t, h_t (or, projected,
     // the unprojected h_t into `raw`)
     auto step_row = [&](int64_t t, int64_t row, int64_t begin, int64_t end) {
@@ -41,10 +43,12 @@ std::vector<Tensor> lstm_forward(const Tensor& x_in, const Tensor& h0, const Ten
       scalar_t* __restrict__ c_new = cell_data + ((t + 1) * batch + row) * hidden;
       scalar_t* __restrict__ h_new =
           projected ? raw + row * hidden : hidden_data + ((t + 1) * batch + row) * out_size;
+      const scalar_t* __restrict__ b = bias_data;
       RNNKIT_SIMD
       for (int64_t j = begin; j < end; ++j) {
-        const scalar_t i = sigmoid(input[j]), f = sigmoid(forget[j]);
-        const scalar_t g = tanh_(cell[j]), o = sigmoid(output[j]);
+        const scalar_t i = sigmoid(input[j] + b[j]), f = sigmoid(forget[j] + b[hidden + j]);
+        const scalar_t g = tanh_(cell[j] + b[2 * hidden + j]);
+        const scalar_t o = sigmoid(output[j] + b[3 * hidden + j]);
         input[j] = i;
         forget[j] = f;
         cell[j] = g;
@@ -238,8 +242,9 @@ std::vector<Tensor> lstm_backward(const OptionalTensor& grad_output_in,
   Tensor grad_x, grad_weight_ih, grad_weight_hh, grad_bias, grad_weight_hr;
   const Tensor flat = grad_pre.view({steps * batch, width});
   if (needs[0]) grad_x = matrix_product(flat, weight_ih).view({steps, batch, weight_ih.size(1)});
-  if (needs[1]) grad_weight_ih = weight_gradient(grad_pre, x);
-  if (needs[2]) grad_weight_hh = weight_gradient(grad_pre, hiddens.narrow(0, 0, steps));
+  const Tensor rows = needs[1] || needs[2] ? gradient_rows(grad_pre) : Tensor();
+  if (needs[1]) grad_weight_ih = weight_gradient_from_rows(rows, x);
+  if (needs[2]) grad_weight_hh = weight_gradient_from_rows(rows, hiddens.narrow(0, 0, steps));
   if (has_bias && needs[3]) grad_bias = flat.sum(0);
   if (projected && needs[4]) {
     const Tensor output_gate = gates.narrow(2, 3 * hidden, hidden);

@@ -15,25 +15,31 @@ std::vector<Tensor> rnn_forward(const Tensor& x_in, const Tensor& h0, const Tens
   // every step's input projection in one GEMM, straight into the slots of h_1 .. h_T
   Tensor projected = hiddens.narrow(0, 1, steps).view({steps * batch, hidden});
   const Tensor flat = x.view({steps * batch, features});
-  input_projection(projected, flat, weight_ih, get(bias));
+  input_projection(projected, flat, weight_ih, nullptr);  // the bias joins in the activation
+  const Tensor unit_bias = get(bias) ? bias->contiguous() : at::zeros({hidden}, x.options());
   const Tensor mask = get(mask_in) ? mask_in->contiguous() : Tensor();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnn_forward", [&] {
     scalar_t* states = hiddens.data_ptr<scalar_t>();
     const scalar_t* mask_data = mask.defined() ? mask.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* bias_data = unit_bias.data_ptr<scalar_t>();
     auto step_row = [&](int64_t t, int64_t row, int64_t begin, int64_t end) {
       const scalar_t* previous = states + t * batch * hidden;
       scalar_t* next = states + (t + 1) * batch * hidden;
       scalar_t* __restrict__ out = next + row * hidden;
       const scalar_t* __restrict__ old = previous + row * hidden;
+      const scalar_t* __restrict__ b = bias_data;
       if (!running(mask_data, t, batch, row)) {
         RNNKIT_SIMD
         for (int64_t j = begin; j < end; ++j) out[j] = old[j];
       } else if (relu) {
         RNNKIT_SIMD
-        for (int64_t j = begin; j < end; ++j) out[j] = out[j] > scalar_t(0) ? out[j] : 0;
+        for (int64_t j = begin; j < end; ++j) {
+          const scalar_t pre = out[j] + b[j];
+          out[j] = pre > scalar_t(0) ? pre : 0;
+        }
       } else {
         RNNKIT_SIMD
-        for (int64_t j = begin; j < end; ++j) out[j] = tanh_(out[j]);
+        for (int64_t j = begin; j < end; ++j) out[j] = tanh_(out[j] + b[j]);
       }
     };
     const int threads = team_size(batch * hidden * hidden, hidden);
@@ -116,8 +122,9 @@ std::vector<Tensor> rnn_backward(const OptionalTensor& grad_output_in,
   Tensor grad_x, grad_weight_ih, grad_weight_hh, grad_bias;
   const Tensor flat = grad_pre.view({steps * batch, hidden});
   if (needs[0]) grad_x = matrix_product(flat, weight_ih).view({steps, batch, weight_ih.size(1)});
-  if (needs[1]) grad_weight_ih = weight_gradient(grad_pre, x);
-  if (needs[2]) grad_weight_hh = weight_gradient(grad_pre, hiddens.narrow(0, 0, steps));
+  const Tensor rows = needs[1] || needs[2] ? gradient_rows(grad_pre) : Tensor();
+  if (needs[1]) grad_weight_ih = weight_gradient_from_rows(rows, x);
+  if (needs[2]) grad_weight_hh = weight_gradient_from_rows(rows, hiddens.narrow(0, 0, steps));
   if (has_bias && needs[3]) grad_bias = flat.sum(0);
   return {grad_x, grad_h, grad_weight_ih, grad_weight_hh, grad_bias, hidden_grads};
 }
