@@ -18,7 +18,11 @@ std::vector<Tensor> gru_forward(const Tensor& x_in, const Tensor& h0, const Tens
   hiddens[0].copy_(h0);
   const Tensor flat = x.view({steps * batch, features});
   Tensor gates_flat = gates.view({steps * batch, width});
-  input_projection(gates_flat, flat, weight_ih, nullptr);  // b_ih joins in the gate math
+  const int threads = team_size(batch * width * (hidden + features), hidden);
+  const int64_t weight_bytes = width * (hidden + features) * int64_t(x.element_size());
+  const bool per_step_input = input_in_the_loop(batch, weight_bytes, threads);
+  const Tensor weight_ih_rows = weight_ih.contiguous();
+  if (!per_step_input) input_projection(gates_flat, flat, weight_ih, nullptr);  // b_ih: gate math
   const Tensor input_bias = get(bias_ih) ? bias_ih->contiguous() : at::zeros({width}, x.options());
   const Tensor mask = get(mask_in) ? mask_in->contiguous() : Tensor();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_forward", [&] {
@@ -60,11 +64,16 @@ std::vector<Tensor> gru_forward(const Tensor& x_in, const Tensor& h0, const Tens
         for (int64_t j = begin; j < end; ++j) h_new[j] = h_old[j];
       }
     };
-    const int threads = team_size(batch * width * hidden, hidden);
     on_unit_ranges(threads, hidden, [&](UnitRange units) {  // each thread its own hidden units
       const UnitColumnsGemm<scalar_t> recurrent(batch, hidden, weight_hh.data_ptr<scalar_t>(),
                                                 hidden, true, 3, hidden, units);
+      std::optional<UnitColumnsGemm<scalar_t>> input;
+      if (per_step_input) input.emplace(batch, features, weight_ih_rows.data_ptr<scalar_t>(),
+                                        features, true, 3, hidden, units);
+      const scalar_t* x_data = x.data_ptr<scalar_t>();
       for (int64_t t = 0; t < steps; ++t) {
+        if (input) input->run(x_data + t * batch * features, features, scalar_t(0),
+                              gate_data + t * batch * width, width);  // x_t W_ih^T, own columns
         recurrent.run(hidden_data + t * batch * hidden, hidden, scalar_t(0), from_hidden_data,
                       width);
         for (int64_t row = 0; row < batch; ++row) step_row(t, row, units.begin, units.end);

@@ -21,7 +21,11 @@ std::vector<Tensor> lstm_forward(const Tensor& x_in, const Tensor& h0, const Ten
   // every step's input projection in one GEMM, into the gate buffer the steps then finish
   const Tensor flat = x.view({steps * batch, features});
   Tensor gates_flat = gates.view({steps * batch, width});
-  input_projection(gates_flat, flat, weight_ih, nullptr);  // the bias joins in the gate math
+  const int threads = team_size(batch * width * (out_size + features), hidden);
+  const int64_t weight_bytes = width * (out_size + features) * int64_t(x.element_size());
+  const bool per_step_input = !projected && input_in_the_loop(batch, weight_bytes, threads);
+  const Tensor weight_ih_rows = weight_ih.contiguous();
+  if (!per_step_input) input_projection(gates_flat, flat, weight_ih, nullptr);  // bias: gate math
   const Tensor gate_bias = get(bias) ? bias->contiguous() : at::zeros({width}, x.options());
   Tensor unprojected = projected ? at::empty({batch, hidden}, x.options()) : Tensor();
   const Tensor mask = get(mask_in) ? mask_in->contiguous() : Tensor();
@@ -69,11 +73,16 @@ std::vector<Tensor> lstm_forward(const Tensor& x_in, const Tensor& h0, const Ten
     };
     const scalar_t* weight_hh_data = weight_hh.data_ptr<scalar_t>();
     if (!projected) {  // a team of threads, each with its own hidden units: see on_unit_ranges
-      const int threads = team_size(batch * width * out_size, hidden);
       on_unit_ranges(threads, hidden, [&](UnitRange units) {
         const UnitColumnsGemm<scalar_t> recurrent(batch, out_size, weight_hh_data, out_size,
                                                   true, 4, hidden, units);
+        std::optional<UnitColumnsGemm<scalar_t>> input;
+        if (per_step_input) input.emplace(batch, features, weight_ih_rows.data_ptr<scalar_t>(),
+                                          features, true, 4, hidden, units);
+        const scalar_t* x_data = x.data_ptr<scalar_t>();
         for (int64_t t = 0; t < steps; ++t) {
+          if (input) input->run(x_data + t * batch * features, features, scalar_t(0),
+                                gate_data + t * batch * width, width);  // x_t W_ih^T, own columns
           recurrent.run(hidden_data + t * batch * out_size, out_size, scalar_t(1),
                         gate_data + t * batch * width, width);  // += h W_hh^T, own columns
           for (int64_t row = 0; row < batch; ++row) step_row(t, row, units.begin, units.end);
