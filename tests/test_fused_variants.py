@@ -174,13 +174,17 @@ def test_fused_lstm_variant_gradcheck(case):
     assert torch.autograd.gradcheck(run, inputs)
 
 
-@pytest.mark.parametrize("case", ["all", "layer_norm", "zoneout+recurrent_dropout"])
-def test_parallel_rows_match_the_reference(case):
-    """Batch rows and weight-gradient columns split over two threads give the same numbers."""
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(
+    "case", ["all", "layer_norm", "zoneout+recurrent_dropout", "peephole", "coupled"]
+)
+def test_parallel_rows_match_the_reference(case, dtype):
+    """A team of two threads (each its own hidden units; whole rows for layer norm) gives the
+    same numbers; float32 runs the packed brgemm columns, float64 the BLAS ones."""
     torch.set_num_threads(2)
-    arguments = _lstm_arguments(torch.float64, LSTM_CASES[case], True, sizes=(3, 64, 8, 64))
+    arguments = _lstm_arguments(dtype, LSTM_CASES[case], True, sizes=(3, 64, 8, 64))
     _compare(_run(LSTMVariantFunction.apply, arguments), _run(FUSED.lstm_variant, arguments),
-             torch.float64)
+             dtype)
 
 
 def _twins(mode, dtype, seed=0, **kwargs):

@@ -318,6 +318,12 @@ class RecurrentGemm {
 // another around the gate math, and the gates a thread's GEMM wrote are still in its cache.
 struct UnitRange {
   int64_t begin, end;
+  int64_t index = 0, team = 1;  // this thread's place in the team
+
+  // this thread's share of `rows` rows, for passes that need whole rows (layer norm)
+  std::pair<int64_t, int64_t> rows(int64_t count) const {
+    return {count * index / team, count * (index + 1) / team};
+  }
 };
 
 constexpr int64_t kUnitGroup = 16;  // ranges are cut at multiples of 16 units (one zmm of float)
@@ -334,7 +340,7 @@ inline int team_size(int64_t macs, int64_t hidden) {
 template <typename F>
 inline void on_unit_ranges(int threads, int64_t hidden, const F& fn) {
   if (threads <= 1) {
-    fn(UnitRange{0, hidden});
+    fn(UnitRange{0, hidden, 0, 1});
     return;
   }
 #pragma omp parallel num_threads(threads)
@@ -342,7 +348,7 @@ inline void on_unit_ranges(int threads, int64_t hidden, const F& fn) {
     const int64_t index = omp_get_thread_num(), team = omp_get_num_threads();
     const int64_t groups = (hidden + kUnitGroup - 1) / kUnitGroup;
     fn(UnitRange{std::min(hidden, groups * index / team * kUnitGroup),
-                 std::min(hidden, groups * (index + 1) / team * kUnitGroup)});
+                 std::min(hidden, groups * (index + 1) / team * kUnitGroup), index, team});
   }
 }
 

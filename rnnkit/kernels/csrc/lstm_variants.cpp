@@ -46,119 +46,142 @@ struct LSTMVariantData {
 template <typename scalar_t, bool kLayerNorm, bool kPeephole, bool kCoupled, bool kZoneout>
 void forward_loop(const LSTMVariantData<scalar_t>& d) {
   const int64_t batch = d.batch, hidden = d.hidden, width = 4 * hidden;
-  const RecurrentGemm<scalar_t> recurrent(batch, width, hidden, d.weight_hh, hidden, true);
-  for (int64_t t = 0; t < d.steps; ++t) {
+  // the gate math of units [begin, end) of one row at step t (with layer norm: the whole row)
+  auto gate_math = [&](int64_t t, int64_t row, int64_t begin, int64_t end) RNNKIT_FLATTEN {
     scalar_t* step_gates = d.gates + t * batch * width;
     const scalar_t* h_previous = d.hiddens + t * batch * hidden;
     scalar_t* h_next = d.hiddens + (t + 1) * batch * hidden;
     const scalar_t* c_previous = d.cells + t * batch * hidden;
     scalar_t* c_next = d.cells + (t + 1) * batch * hidden;
-    const scalar_t* gemm_input = h_previous;
-    if (d.recurrent_mask != nullptr) {  // variational dropout: one mask for every step
-      scalar_t* __restrict__ dropped = d.recurrent_inputs + t * batch * hidden;
-      const scalar_t* __restrict__ keep = d.recurrent_mask;
-      const scalar_t* __restrict__ h = h_previous;
+    const int64_t step_row = t * batch + row;
+    scalar_t* __restrict__ pre = step_gates + row * width;
+    if constexpr (kLayerNorm) {  // LN_hh over the 4H pre-activations from h'
+      const scalar_t* __restrict__ z = d.from_hidden + row * width;
+      scalar_t* __restrict__ kept = d.normalized_hh + step_row * width;
+      const scalar_t* __restrict__ gain = d.ln_hh_weight;
+      const scalar_t* __restrict__ shift = d.ln_hh_bias;
+      const auto [mean, rstd] = row_statistics(z, width);
+      d.rstd_hh[step_row] = rstd;
       RNNKIT_SIMD
-      for (int64_t j = 0; j < batch * hidden; ++j) dropped[j] = h[j] * keep[j];
-      gemm_input = dropped;
+      for (int64_t j = 0; j < width; ++j) {
+        const scalar_t n = (z[j] - mean) * rstd;
+        kept[j] = n;
+        pre[j] += n * gain[j] + shift[j];
+      }
     }
-    if constexpr (kLayerNorm) {
-      recurrent.run(gemm_input, hidden, scalar_t(0), d.from_hidden, width);  // h' W_hh^T
-    } else {
-      recurrent.run(gemm_input, hidden, scalar_t(1), step_gates, width);  // += h' W_hh^T
-    }
-    for_each_row(batch, kLayerNorm ? 2 * width : width, [&](int64_t row) RNNKIT_FLATTEN {
-      const int64_t step_row = t * batch + row;
-      scalar_t* __restrict__ pre = step_gates + row * width;
-      if constexpr (kLayerNorm) {  // LN_hh over the 4H pre-activations from h'
-        const scalar_t* __restrict__ z = d.from_hidden + row * width;
-        scalar_t* __restrict__ kept = d.normalized_hh + step_row * width;
-        const scalar_t* __restrict__ gain = d.ln_hh_weight;
-        const scalar_t* __restrict__ shift = d.ln_hh_bias;
-        const auto [mean, rstd] = row_statistics(z, width);
-        d.rstd_hh[step_row] = rstd;
-        RNNKIT_SIMD
-        for (int64_t j = 0; j < width; ++j) {
-          const scalar_t n = (z[j] - mean) * rstd;
-          kept[j] = n;
-          pre[j] += n * gain[j] + shift[j];
+    scalar_t* __restrict__ input = pre;
+    scalar_t* __restrict__ forget = pre + hidden;
+    scalar_t* __restrict__ cell = pre + 2 * hidden;
+    scalar_t* __restrict__ output = pre + 3 * hidden;
+    const scalar_t* __restrict__ c_old = c_previous + row * hidden;
+    const scalar_t* __restrict__ h_old = h_previous + row * hidden;
+    scalar_t* __restrict__ c_new = c_next + row * hidden;
+    scalar_t* __restrict__ h_new = h_next + row * hidden;
+    scalar_t* __restrict__ c_unzoned = kZoneout ? d.new_cells + step_row * hidden : nullptr;
+    const scalar_t* __restrict__ peep = d.peephole;
+    const scalar_t* __restrict__ zone_h = d.zone_h.at(step_row);
+    const scalar_t* __restrict__ zone_c = d.zone_c.at(step_row);
+    RNNKIT_SIMD
+    for (int64_t j = begin; j < end; ++j) {
+      const scalar_t c_prev = c_old[j];
+      scalar_t pre_input = input[j], pre_forget = forget[j], pre_output = output[j];
+      if constexpr (kPeephole) {
+        pre_input += peep[j] * c_prev;
+        pre_forget += peep[hidden + j] * c_prev;
+      }
+      const scalar_t f = sigmoid(pre_forget);
+      scalar_t i;
+      if constexpr (kCoupled) {
+        i = 1 - f;
+      } else {
+        i = sigmoid(pre_input);
+      }
+      const scalar_t g = tanh_(cell[j]);
+      const scalar_t c = f * c_prev + i * g;  // keep some of the old memory, add some new
+      if constexpr (kPeephole) pre_output += peep[2 * hidden + j] * c;
+      const scalar_t o = sigmoid(pre_output);
+      input[j] = i;
+      forget[j] = f;
+      cell[j] = g;
+      output[j] = o;
+      if constexpr (kZoneout) {
+        c_unzoned[j] = c;
+        c_new[j] = c + zone_c[j] * (c_prev - c);  // lerp(c, c_{t-1}, zone)
+      } else {
+        c_new[j] = c;
+      }
+      if constexpr (!kLayerNorm) {
+        const scalar_t h = o * tanh_(c);
+        if constexpr (kZoneout) {
+          h_new[j] = h + zone_h[j] * (h_old[j] - h);
+        } else {
+          h_new[j] = h;
         }
       }
-      scalar_t* __restrict__ input = pre;
-      scalar_t* __restrict__ forget = pre + hidden;
-      scalar_t* __restrict__ cell = pre + 2 * hidden;
-      scalar_t* __restrict__ output = pre + 3 * hidden;
-      const scalar_t* __restrict__ c_old = c_previous + row * hidden;
-      const scalar_t* __restrict__ h_old = h_previous + row * hidden;
-      scalar_t* __restrict__ c_new = c_next + row * hidden;
-      scalar_t* __restrict__ h_new = h_next + row * hidden;
-      scalar_t* __restrict__ c_unzoned = kZoneout ? d.new_cells + step_row * hidden : nullptr;
-      const scalar_t* __restrict__ peep = d.peephole;
-      const scalar_t* __restrict__ zone_h = d.zone_h.at(step_row);
-      const scalar_t* __restrict__ zone_c = d.zone_c.at(step_row);
+    }
+    if constexpr (kLayerNorm) {  // h = o * tanh(LN_cell(c))
+      scalar_t* __restrict__ kept = d.normalized_cell + step_row * hidden;
+      const scalar_t* __restrict__ gain = d.ln_cell_weight;
+      const scalar_t* __restrict__ shift = d.ln_cell_bias;
+      const scalar_t* c = kZoneout ? c_unzoned : c_new;  // based on them: no restrict
+      const auto [mean, rstd] = row_statistics<scalar_t>(c, hidden);
+      d.rstd_cell[step_row] = rstd;
       RNNKIT_SIMD
       for (int64_t j = 0; j < hidden; ++j) {
-        const scalar_t c_prev = c_old[j];
-        scalar_t pre_input = input[j], pre_forget = forget[j], pre_output = output[j];
-        if constexpr (kPeephole) {
-          pre_input += peep[j] * c_prev;
-          pre_forget += peep[hidden + j] * c_prev;
-        }
-        const scalar_t f = sigmoid(pre_forget);
-        scalar_t i;
-        if constexpr (kCoupled) {
-          i = 1 - f;
-        } else {
-          i = sigmoid(pre_input);
-        }
-        const scalar_t g = tanh_(cell[j]);
-        const scalar_t c = f * c_prev + i * g;  // keep some of the old memory, add some new
-        if constexpr (kPeephole) pre_output += peep[2 * hidden + j] * c;
-        const scalar_t o = sigmoid(pre_output);
-        input[j] = i;
-        forget[j] = f;
-        cell[j] = g;
-        output[j] = o;
+        const scalar_t n = (c[j] - mean) * rstd;
+        kept[j] = n;
+        const scalar_t h = output[j] * tanh_(n * gain[j] + shift[j]);
         if constexpr (kZoneout) {
-          c_unzoned[j] = c;
-          c_new[j] = c + zone_c[j] * (c_prev - c);  // lerp(c, c_{t-1}, zone)
+          h_new[j] = h + zone_h[j] * (h_old[j] - h);
         } else {
-          c_new[j] = c;
-        }
-        if constexpr (!kLayerNorm) {
-          const scalar_t h = o * tanh_(c);
-          if constexpr (kZoneout) {
-            h_new[j] = h + zone_h[j] * (h_old[j] - h);
-          } else {
-            h_new[j] = h;
-          }
+          h_new[j] = h;
         }
       }
-      if constexpr (kLayerNorm) {  // h = o * tanh(LN_cell(c))
-        scalar_t* __restrict__ kept = d.normalized_cell + step_row * hidden;
-        const scalar_t* __restrict__ gain = d.ln_cell_weight;
-        const scalar_t* __restrict__ shift = d.ln_cell_bias;
-        const scalar_t* c = kZoneout ? c_unzoned : c_new;  // based on them: no restrict
-        const auto [mean, rstd] = row_statistics<scalar_t>(c, hidden);
-        d.rstd_cell[step_row] = rstd;
+    }
+    if (!running(d.mask, t, batch, row)) {  // finished: hold the state
+      std::memcpy(c_new + begin, c_old + begin, sizeof(scalar_t) * (end - begin));
+      std::memcpy(h_new + begin, h_old + begin, sizeof(scalar_t) * (end - begin));
+    }
+    if (d.recurrent_mask != nullptr && t + 1 < d.steps) {  // h_t * mask, the next GEMM's input
+      scalar_t* __restrict__ dropped = d.recurrent_inputs + ((t + 1) * batch + row) * hidden;
+      const scalar_t* __restrict__ keep = d.recurrent_mask + row * hidden;
+      RNNKIT_SIMD
+      for (int64_t j = begin; j < end; ++j) dropped[j] = h_new[j] * keep[j];
+    }
+  };
+  // a team of threads, each with its own hidden units (see on_unit_ranges): its GEMM columns and
+  // its units' gate math; layer norm needs whole rows, so there the gate math is split by rows
+  // and a step takes a second barrier
+  const int threads = team_size(batch * width * hidden, hidden);
+  on_unit_ranges(threads, hidden, [&](UnitRange units) {
+    const UnitColumnsGemm<scalar_t> recurrent(batch, hidden, d.weight_hh, hidden, true, 4,
+                                              hidden, units);
+    const auto [first_row, last_row] = units.rows(batch);
+    if (d.recurrent_mask != nullptr) {  // variational dropout: one mask for every step
+      for (int64_t row = 0; row < batch; ++row) {
+        scalar_t* __restrict__ dropped = d.recurrent_inputs + row * hidden;
+        const scalar_t* __restrict__ h = d.hiddens + row * hidden;
+        const scalar_t* __restrict__ keep = d.recurrent_mask + row * hidden;
         RNNKIT_SIMD
-        for (int64_t j = 0; j < hidden; ++j) {
-          const scalar_t n = (c[j] - mean) * rstd;
-          kept[j] = n;
-          const scalar_t h = output[j] * tanh_(n * gain[j] + shift[j]);
-          if constexpr (kZoneout) {
-            h_new[j] = h + zone_h[j] * (h_old[j] - h);
-          } else {
-            h_new[j] = h;
-          }
-        }
+        for (int64_t j = units.begin; j < units.end; ++j) dropped[j] = h[j] * keep[j];
       }
-      if (!running(d.mask, t, batch, row)) {  // finished: hold the state
-        std::memcpy(c_new, c_old, sizeof(scalar_t) * hidden);
-        std::memcpy(h_new, h_old, sizeof(scalar_t) * hidden);
+      team_barrier();
+    }
+    for (int64_t t = 0; t < d.steps; ++t) {
+      const scalar_t* gemm_input = d.recurrent_mask != nullptr
+                                       ? d.recurrent_inputs + t * batch * hidden
+                                       : d.hiddens + t * batch * hidden;
+      if constexpr (kLayerNorm) {
+        recurrent.run(gemm_input, hidden, scalar_t(0), d.from_hidden, width);  // h' W_hh^T
+        team_barrier();  // LN_hh reads whole rows
+        for (int64_t row = first_row; row < last_row; ++row) gate_math(t, row, 0, hidden);
+      } else {
+        recurrent.run(gemm_input, hidden, scalar_t(1), d.gates + t * batch * width, width);
+        for (int64_t row = 0; row < batch; ++row) gate_math(t, row, units.begin, units.end);
       }
-    });
-  }
+      team_barrier();  // all of h_t before the next step's GEMM
+    }
+  });
 }
 
 }  // namespace

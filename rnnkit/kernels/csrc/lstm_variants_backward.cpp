@@ -51,140 +51,157 @@ struct LSTMVariantGrads {
 template <typename scalar_t, bool kLayerNorm, bool kPeephole, bool kCoupled, bool kZoneout>
 void backward_loop(const LSTMVariantGrads<scalar_t>& d) {
   const int64_t batch = d.batch, hidden = d.hidden, width = 4 * hidden;
-  // (N, 4H) @ W_hh (4H, H)
-  const RecurrentGemm<scalar_t> recurrent(batch, hidden, width, d.weight_hh, hidden, false);
-  for (int64_t t = d.steps - 1; t >= 0; --t) {
-    for_each_row(batch, kLayerNorm ? 3 * width : width, [&](int64_t row) RNNKIT_FLATTEN {
-      const int64_t step_row = t * batch + row, at_row = step_row * hidden;
-      scalar_t* __restrict__ carry = d.carry_h + row * hidden;
-      const scalar_t* __restrict__ through = d.through_w + row * hidden;
-      const scalar_t* __restrict__ keep = d.recurrent_mask ? d.recurrent_mask + row * hidden
-                                                           : nullptr;
-      const bool runs = running(d.mask, t, batch, row);
-      const scalar_t* __restrict__ out = d.grad_output && runs ? d.grad_output + at_row : nullptr;
-      // dL/dh_t, assembled in `carry`, which the pass below then overwrites with zoneout's
-      // share for h_{t-1}
-      if (keep) {
-        RNNKIT_SIMD
-        for (int64_t j = 0; j < hidden; ++j) carry[j] += through[j] * keep[j];
-      } else {
-        RNNKIT_SIMD
-        for (int64_t j = 0; j < hidden; ++j) carry[j] += through[j];
-      }
-      if (out) {
-        RNNKIT_SIMD
-        for (int64_t j = 0; j < hidden; ++j) carry[j] += out[j];
-      }
-      scalar_t* __restrict__ grad_input = d.grad_pre + step_row * width;
-      if (d.hidden_grads) {
-        scalar_t* __restrict__ seen = d.hidden_grads + at_row;
-        for (int64_t j = 0; j < hidden; ++j) seen[j] = runs ? carry[j] : scalar_t(0);
-      }
-      if (!runs) {  // held: the gradient passes as it is (it stays in carry and grad_c)
-        std::memset(grad_input, 0, sizeof(scalar_t) * width);
-        if constexpr (kLayerNorm) {
-          std::memset(d.grad_from_hidden + step_row * width, 0, sizeof(scalar_t) * width);
-          std::memset(d.grad_shown + at_row, 0, sizeof(scalar_t) * hidden);
-        }
-        if (d.cell_grads) std::memset(d.cell_grads + at_row, 0, sizeof(scalar_t) * hidden);
-        return;
-      }
-      scalar_t* __restrict__ grad_forget = grad_input + hidden;
-      scalar_t* __restrict__ grad_cell = grad_input + 2 * hidden;
-      scalar_t* __restrict__ grad_output_gate = grad_input + 3 * hidden;
-      const scalar_t* __restrict__ input = d.gates + step_row * width;
-      const scalar_t* __restrict__ forget = input + hidden;
-      const scalar_t* __restrict__ cell = input + 2 * hidden;
-      const scalar_t* __restrict__ output = input + 3 * hidden;
-      const scalar_t* __restrict__ c_old = d.cells + at_row;
-      const scalar_t* __restrict__ c_new = d.new_cells + at_row;
-      const scalar_t* __restrict__ zone_h = d.zone_h.at(step_row);
-      const scalar_t* __restrict__ zone_c = d.zone_c.at(step_row);
-      const scalar_t* __restrict__ peep = d.peephole;
-      scalar_t* __restrict__ grad_c = d.grad_c + row * hidden;
-      scalar_t* __restrict__ record_c = d.cell_grads ? d.cell_grads + at_row : nullptr;
-      // dL/dh_t -> output gate and dL/d(shown cell); zoneout keeps a share for h_{t-1}
-      const scalar_t* __restrict__ normalized_c = kLayerNorm ? d.normalized_cell + at_row
-                                                             : nullptr;
-      scalar_t* __restrict__ grad_shown = kLayerNorm ? d.grad_shown + at_row : nullptr;
-      const scalar_t* __restrict__ cell_gain = d.ln_cell_weight;
-      const scalar_t* __restrict__ cell_shift = d.ln_cell_bias;
-      scalar_t mean_g = 0, mean_gn = 0, cell_rstd = 0;
+  // dL/d(gates) of units [begin, end) of one row at step t (with layer norm: the whole row)
+  auto gate_grads = [&](int64_t t, int64_t row, int64_t begin, int64_t end) RNNKIT_FLATTEN {
+    const int64_t step_row = t * batch + row, at_row = step_row * hidden;
+    scalar_t* __restrict__ carry = d.carry_h + row * hidden;
+    const scalar_t* __restrict__ through = d.through_w + row * hidden;
+    const scalar_t* __restrict__ keep = d.recurrent_mask ? d.recurrent_mask + row * hidden
+                                                         : nullptr;
+    const bool runs = running(d.mask, t, batch, row);
+    const scalar_t* __restrict__ out = d.grad_output && runs ? d.grad_output + at_row : nullptr;
+    // dL/dh_t, assembled in `carry`, which the pass below then overwrites with zoneout's
+    // share for h_{t-1}
+    if (keep) {
+      RNNKIT_SIMD
+      for (int64_t j = begin; j < end; ++j) carry[j] += through[j] * keep[j];
+    } else {
+      RNNKIT_SIMD
+      for (int64_t j = begin; j < end; ++j) carry[j] += through[j];
+    }
+    if (out) {
+      RNNKIT_SIMD
+      for (int64_t j = begin; j < end; ++j) carry[j] += out[j];
+    }
+    scalar_t* __restrict__ grad_input = d.grad_pre + step_row * width;
+    if (d.hidden_grads) {
+      scalar_t* __restrict__ seen = d.hidden_grads + at_row;
+      for (int64_t j = begin; j < end; ++j) seen[j] = runs ? carry[j] : scalar_t(0);
+    }
+    if (!runs) {  // held: the gradient passes as it is (it stays in carry and grad_c)
+      for (int64_t gate = 0; gate < 4; ++gate)
+        std::memset(grad_input + gate * hidden + begin, 0, sizeof(scalar_t) * (end - begin));
       if constexpr (kLayerNorm) {
-        RNNKIT_SIMD
-        for (int64_t j = 0; j < hidden; ++j) {
-          scalar_t dh = carry[j];
-          if constexpr (kZoneout) {
-            carry[j] = dh * zone_h[j];
-            dh = dh * (1 - zone_h[j]);
-          } else {
-            carry[j] = 0;
-          }
-          const scalar_t o = output[j];
-          const scalar_t tanh_shown = tanh_(normalized_c[j] * cell_gain[j] + cell_shift[j]);
-          grad_output_gate[j] = dh * tanh_shown * (o * (1 - o));
-          grad_shown[j] = dh * o * (1 - tanh_shown * tanh_shown);
-        }
-        std::tie(mean_g, mean_gn) = gradient_means(grad_shown, cell_gain, normalized_c, hidden);
-        cell_rstd = d.rstd_cell[step_row];
+        std::memset(d.grad_from_hidden + step_row * width, 0, sizeof(scalar_t) * width);
+        std::memset(d.grad_shown + at_row, 0, sizeof(scalar_t) * hidden);
       }
+      if (d.cell_grads) std::memset(d.cell_grads + at_row + begin, 0, sizeof(scalar_t) * (end - begin));
+      return;
+    }
+    scalar_t* __restrict__ grad_forget = grad_input + hidden;
+    scalar_t* __restrict__ grad_cell = grad_input + 2 * hidden;
+    scalar_t* __restrict__ grad_output_gate = grad_input + 3 * hidden;
+    const scalar_t* __restrict__ input = d.gates + step_row * width;
+    const scalar_t* __restrict__ forget = input + hidden;
+    const scalar_t* __restrict__ cell = input + 2 * hidden;
+    const scalar_t* __restrict__ output = input + 3 * hidden;
+    const scalar_t* __restrict__ c_old = d.cells + at_row;
+    const scalar_t* __restrict__ c_new = d.new_cells + at_row;
+    const scalar_t* __restrict__ zone_h = d.zone_h.at(step_row);
+    const scalar_t* __restrict__ zone_c = d.zone_c.at(step_row);
+    const scalar_t* __restrict__ peep = d.peephole;
+    scalar_t* __restrict__ grad_c = d.grad_c + row * hidden;
+    scalar_t* __restrict__ record_c = d.cell_grads ? d.cell_grads + at_row : nullptr;
+    // dL/dh_t -> output gate and dL/d(shown cell); zoneout keeps a share for h_{t-1}
+    const scalar_t* __restrict__ normalized_c = kLayerNorm ? d.normalized_cell + at_row
+                                                           : nullptr;
+    scalar_t* __restrict__ grad_shown = kLayerNorm ? d.grad_shown + at_row : nullptr;
+    const scalar_t* __restrict__ cell_gain = d.ln_cell_weight;
+    const scalar_t* __restrict__ cell_shift = d.ln_cell_bias;
+    scalar_t mean_g = 0, mean_gn = 0, cell_rstd = 0;
+    if constexpr (kLayerNorm) {
       RNNKIT_SIMD
       for (int64_t j = 0; j < hidden; ++j) {
-        scalar_t grad_into_cell;  // dL/dc_t through h_t
-        scalar_t grad_pre_output;
-        if constexpr (kLayerNorm) {
-          grad_pre_output = grad_output_gate[j];
-          grad_into_cell = cell_rstd * (grad_shown[j] * cell_gain[j] - mean_g -
-                                        normalized_c[j] * mean_gn);
-        } else {
-          scalar_t dh = carry[j];
-          if constexpr (kZoneout) {
-            carry[j] = dh * zone_h[j];
-            dh = dh * (1 - zone_h[j]);
-          } else {
-            carry[j] = 0;
-          }
-          const scalar_t o = output[j];
-          const scalar_t tanh_c = tanh_(c_new[j]);
-          grad_pre_output = dh * tanh_c * (o * (1 - o));
-          grad_output_gate[j] = grad_pre_output;
-          grad_into_cell = dh * o * (1 - tanh_c * tanh_c);
-        }
-        scalar_t dc = grad_c[j], grad_c_previous = 0;
+        scalar_t dh = carry[j];
         if constexpr (kZoneout) {
-          grad_c_previous = dc * zone_c[j];
-          dc = dc * (1 - zone_c[j]);
-        }
-        dc += grad_into_cell;
-        if constexpr (kPeephole) dc += grad_pre_output * peep[2 * hidden + j];
-        if (record_c) record_c[j] = dc;  // loop-invariant: the compiler unswitches it
-        const scalar_t i = input[j], f = forget[j], g = cell[j], c_prev = c_old[j];
-        scalar_t grad_pre_input, grad_forget_gate = dc * c_prev;
-        if constexpr (kCoupled) {  // i = 1 - f
-          grad_forget_gate -= dc * g;
-          grad_pre_input = 0;
+          carry[j] = dh * zone_h[j];
+          dh = dh * (1 - zone_h[j]);
         } else {
-          grad_pre_input = dc * g * (i * (1 - i));
+          carry[j] = 0;
         }
-        const scalar_t grad_pre_forget = grad_forget_gate * (f * (1 - f));
-        grad_input[j] = grad_pre_input;
-        grad_forget[j] = grad_pre_forget;
-        grad_cell[j] = dc * i * (1 - g * g);
-        scalar_t carried = dc * f + grad_c_previous;
-        if constexpr (kPeephole) {
-          carried += grad_pre_input * peep[j] + grad_pre_forget * peep[hidden + j];
+        const scalar_t o = output[j];
+        const scalar_t tanh_shown = tanh_(normalized_c[j] * cell_gain[j] + cell_shift[j]);
+        grad_output_gate[j] = dh * tanh_shown * (o * (1 - o));
+        grad_shown[j] = dh * o * (1 - tanh_shown * tanh_shown);
+      }
+      std::tie(mean_g, mean_gn) = gradient_means(grad_shown, cell_gain, normalized_c, hidden);
+      cell_rstd = d.rstd_cell[step_row];
+    }
+    RNNKIT_SIMD
+    for (int64_t j = begin; j < end; ++j) {
+      scalar_t grad_into_cell;  // dL/dc_t through h_t
+      scalar_t grad_pre_output;
+      if constexpr (kLayerNorm) {
+        grad_pre_output = grad_output_gate[j];
+        grad_into_cell = cell_rstd * (grad_shown[j] * cell_gain[j] - mean_g -
+                                      normalized_c[j] * mean_gn);
+      } else {
+        scalar_t dh = carry[j];
+        if constexpr (kZoneout) {
+          carry[j] = dh * zone_h[j];
+          dh = dh * (1 - zone_h[j]);
+        } else {
+          carry[j] = 0;
         }
-        grad_c[j] = carried;
+        const scalar_t o = output[j];
+        const scalar_t tanh_c = tanh_(c_new[j]);
+        grad_pre_output = dh * tanh_c * (o * (1 - o));
+        grad_output_gate[j] = grad_pre_output;
+        grad_into_cell = dh * o * (1 - tanh_c * tanh_c);
       }
-      if constexpr (kLayerNorm) {  // LN_hh backward: dL/d(W_hh h')
-        layer_norm_row_backward(grad_input, d.ln_hh_weight, d.normalized_hh + step_row * width,
-                                d.rstd_hh[step_row], width,
-                                d.grad_from_hidden + step_row * width);
+      scalar_t dc = grad_c[j], grad_c_previous = 0;
+      if constexpr (kZoneout) {
+        grad_c_previous = dc * zone_c[j];
+        dc = dc * (1 - zone_c[j]);
       }
-    });
+      dc += grad_into_cell;
+      if constexpr (kPeephole) dc += grad_pre_output * peep[2 * hidden + j];
+      if (record_c) record_c[j] = dc;  // loop-invariant: the compiler unswitches it
+      const scalar_t i = input[j], f = forget[j], g = cell[j], c_prev = c_old[j];
+      scalar_t grad_pre_input, grad_forget_gate = dc * c_prev;
+      if constexpr (kCoupled) {  // i = 1 - f
+        grad_forget_gate -= dc * g;
+        grad_pre_input = 0;
+      } else {
+        grad_pre_input = dc * g * (i * (1 - i));
+      }
+      const scalar_t grad_pre_forget = grad_forget_gate * (f * (1 - f));
+      grad_input[j] = grad_pre_input;
+      grad_forget[j] = grad_pre_forget;
+      grad_cell[j] = dc * i * (1 - g * g);
+      scalar_t carried = dc * f + grad_c_previous;
+      if constexpr (kPeephole) {
+        carried += grad_pre_input * peep[j] + grad_pre_forget * peep[hidden + j];
+      }
+      grad_c[j] = carried;
+    }
+    if constexpr (kLayerNorm) {  // LN_hh backward: dL/d(W_hh h')
+      layer_norm_row_backward(grad_input, d.ln_hh_weight, d.normalized_hh + step_row * width,
+                              d.rstd_hh[step_row], width,
+                              d.grad_from_hidden + step_row * width);
+    }
+  };
+  // a team of threads, each with its own hidden units (see on_unit_ranges): its units' gate
+  // gradients and its columns of dL/dh'_{t-1}; layer norm needs whole rows, so there the row
+  // pass is split by rows and a step takes a second barrier
+  const int threads = team_size(batch * width * hidden, hidden);
+  on_unit_ranges(threads, hidden, [&](UnitRange units) {
+    // (N, 4H) @ W_hh (4H, H), this thread's columns
+    const UnitColumnsGemm<scalar_t> recurrent(batch, width, d.weight_hh, hidden, false, 1,
+                                              hidden, units);
+    const auto [first_row, last_row] = units.rows(batch);
     const scalar_t* gemm_input = kLayerNorm ? d.grad_from_hidden : d.grad_pre;
-    recurrent.run(gemm_input + t * batch * width, width, scalar_t(0), d.through_w, hidden);
-  }
+    for (int64_t t = d.steps - 1; t >= 0; --t) {
+      if constexpr (kLayerNorm) {
+        for (int64_t row = first_row; row < last_row; ++row) gate_grads(t, row, 0, hidden);
+      } else {
+        for (int64_t row = 0; row < batch; ++row) gate_grads(t, row, units.begin, units.end);
+      }
+      team_barrier();  // all of dL/d(W_hh h') at t before the GEMM reads it
+      recurrent.run(gemm_input + t * batch * width, width, scalar_t(0), d.through_w, hidden);
+      if constexpr (kLayerNorm) team_barrier();  // the next row pass reads whole rows of it
+    }
+  });
   // dL/dh_0 = what passed through W_hh (times the dropout mask) + what did not
   const int64_t total = batch * hidden;
   scalar_t* __restrict__ carry = d.carry_h;
