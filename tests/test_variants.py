@@ -218,6 +218,24 @@ def test_seeded_runs_repeat_and_eval_is_deterministic():
     assert torch.equal(layer(x)[0], layer(x)[0])
 
 
+
+@pytest.mark.parametrize("p", [0.0, 0.05, 0.5, 0.9])
+def test_masks_are_bernoulli_with_the_asked_probability(p):
+    """500k draws: the share of ones is p within 5 standard errors; odd counts fill exactly;
+    the low and high halves of each random word (two draws) agree in rate."""
+    from rnnkit.variants import bernoulli
+
+    torch.manual_seed(0)
+    draws = bernoulli((499, 1001), p, torch.empty(0, dtype=torch.float64))
+    assert draws.shape == (499, 1001) and draws.dtype == torch.float64
+    assert set(draws.unique().tolist()) <= {0.0, 1.0}
+    tolerance = 5 * (p * (1 - p) / draws.numel()) ** 0.5 + 1e-12
+    flat = draws.flatten()
+    for sample in (flat, flat[0::2], flat[1::2]):
+        assert abs(sample.mean().item() - p) <= 2 * tolerance
+    torch.manual_seed(0)
+    assert torch.equal(draws, bernoulli((499, 1001), p, torch.empty(0, dtype=torch.float64)))
+
 def test_layer_norm_state_dict_names():
     names = set(rnnkit.LSTM(3, 4, num_layers=2, bidirectional=True, layer_norm=True).state_dict())
     for kind in ("ih_weight", "ih_bias", "hh_weight", "hh_bias", "cell_weight", "cell_bias"):

@@ -41,6 +41,11 @@ struct LSTMVariantData {
   const scalar_t* peephole = nullptr;
   const scalar_t* mask = nullptr;
   const scalar_t* weight_hh = nullptr;
+  const scalar_t* gate_bias = nullptr;  // [4H] b_ih + b_hh, added in the gate math (no layer norm)
+  const scalar_t* x = nullptr;          // with weight_ih: each step's input projection in the loop
+  const scalar_t* weight_ih = nullptr;
+  int64_t features = 0;
+  int threads = 1;  // the team running the time loop
 };
 
 template <typename scalar_t, bool kLayerNorm, bool kPeephole, bool kCoupled, bool kZoneout>
@@ -79,12 +84,20 @@ void forward_loop(const LSTMVariantData<scalar_t>& d) {
     scalar_t* __restrict__ h_new = h_next + row * hidden;
     scalar_t* __restrict__ c_unzoned = kZoneout ? d.new_cells + step_row * hidden : nullptr;
     const scalar_t* __restrict__ peep = d.peephole;
+    const scalar_t* __restrict__ b = d.gate_bias;
     const scalar_t* __restrict__ zone_h = d.zone_h.at(step_row);
     const scalar_t* __restrict__ zone_c = d.zone_c.at(step_row);
     RNNKIT_SIMD
     for (int64_t j = begin; j < end; ++j) {
       const scalar_t c_prev = c_old[j];
       scalar_t pre_input = input[j], pre_forget = forget[j], pre_output = output[j];
+      scalar_t pre_cell = cell[j];
+      if constexpr (!kLayerNorm) {  // with layer norm the bias came after LN_ih
+        pre_input += b[j];
+        pre_forget += b[hidden + j];
+        pre_cell += b[2 * hidden + j];
+        pre_output += b[3 * hidden + j];
+      }
       if constexpr (kPeephole) {
         pre_input += peep[j] * c_prev;
         pre_forget += peep[hidden + j] * c_prev;
@@ -96,7 +109,7 @@ void forward_loop(const LSTMVariantData<scalar_t>& d) {
       } else {
         i = sigmoid(pre_input);
       }
-      const scalar_t g = tanh_(cell[j]);
+      const scalar_t g = tanh_(pre_cell);
       const scalar_t c = f * c_prev + i * g;  // keep some of the old memory, add some new
       if constexpr (kPeephole) pre_output += peep[2 * hidden + j] * c;
       const scalar_t o = sigmoid(pre_output);
@@ -152,11 +165,13 @@ void forward_loop(const LSTMVariantData<scalar_t>& d) {
   // a team of threads, each with its own hidden units (see on_unit_ranges): its GEMM columns and
   // its units' gate math; layer norm needs whole rows, so there the gate math is split by rows
   // and a step takes a second barrier
-  const int threads = team_size(batch * width * hidden, hidden);
-  on_unit_ranges(threads, hidden, [&](UnitRange units) {
+  on_unit_ranges(d.threads, hidden, [&](UnitRange units) {
     const UnitColumnsGemm<scalar_t> recurrent(batch, hidden, d.weight_hh, hidden, true, 4,
                                               hidden, units);
     const auto [first_row, last_row] = units.rows(batch);
+    std::optional<UnitColumnsGemm<scalar_t>> input;
+    if (d.weight_ih != nullptr) input.emplace(batch, d.features, d.weight_ih, d.features, true,
+                                              4, hidden, units);
     if (d.recurrent_mask != nullptr) {  // variational dropout: one mask for every step
       for (int64_t row = 0; row < batch; ++row) {
         scalar_t* __restrict__ dropped = d.recurrent_inputs + row * hidden;
@@ -176,6 +191,8 @@ void forward_loop(const LSTMVariantData<scalar_t>& d) {
         team_barrier();  // LN_hh reads whole rows
         for (int64_t row = first_row; row < last_row; ++row) gate_math(t, row, 0, hidden);
       } else {
+        if (input) input->run(d.x + t * batch * d.features, d.features, scalar_t(0),
+                              d.gates + t * batch * width, width);  // x_t W_ih^T, own columns
         recurrent.run(gemm_input, hidden, scalar_t(1), d.gates + t * batch * width, width);
         for (int64_t row = 0; row < batch; ++row) gate_math(t, row, units.begin, units.end);
       }
@@ -229,9 +246,17 @@ std::vector<Tensor> lstm_variant_forward(
     rstd_cell = at::empty({steps, batch}, options);
     from_hidden = at::empty({batch, width}, options);
     input_projection(gates_flat, flat, weight_ih, nullptr);  // LN_ih comes before the bias
-  } else {
-    input_projection(gates_flat, flat, weight_ih, get(bias));
   }
+  // without layer norm the bias joins in the gate math, and the input projection runs in the
+  // time loop when it pays (input_in_the_loop)
+  const Tensor weight_ih_rows = weight_ih.contiguous();
+  const Tensor gate_bias = layer_norm || !bias_all.defined() ? at::zeros({width}, options)
+                                                             : bias_all;
+  const int threads = team_size(batch * width * (hidden + features), hidden);
+  const bool per_step_input =
+      !layer_norm &&
+      input_in_the_loop(batch, width * (hidden + features) * int64_t(x.element_size()), threads);
+  if (!layer_norm && !per_step_input) input_projection(gates_flat, flat, weight_ih, nullptr);
   const Tensor peephole = contiguous_or_empty(peephole_in);
   const Tensor mask = contiguous_or_empty(mask_in);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_variant_forward", [&] {
@@ -265,6 +290,13 @@ std::vector<Tensor> lstm_variant_forward(
     d.peephole = pointer<scalar_t>(peephole);
     d.mask = pointer<scalar_t>(mask);
     d.weight_hh = weight_hh.data_ptr<scalar_t>();
+    d.gate_bias = gate_bias.data_ptr<scalar_t>();
+    d.threads = threads;
+    if (per_step_input) {
+      d.x = x.data_ptr<scalar_t>();
+      d.weight_ih = weight_ih_rows.data_ptr<scalar_t>();
+      d.features = features;
+    }
     with_flag(layer_norm, [&](auto norm) {
       with_flag(peephole.defined(), [&](auto peep) {
         with_flag(coupled, [&](auto couple) {

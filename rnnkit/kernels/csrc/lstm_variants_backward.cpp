@@ -332,10 +332,14 @@ std::vector<Tensor> lstm_variant_backward(
     grad_x = matrix_product(grad_input_product.view({rows, width}), weight_ih)
                  .view({steps, batch, weight_ih.size(1)});
   }
-  if (needs[1]) grad_weight_ih = weight_gradient(grad_input_product, x);
+  // without layer norm dW_ih and dW_hh read the same gradient: one transposed copy of it
+  const Tensor rows_ih = needs[1] || (needs[2] && !layer_norm) ? gradient_rows(grad_input_product)
+                                                                : Tensor();
+  if (needs[1]) grad_weight_ih = weight_gradient_from_rows(rows_ih, x);
   if (needs[2]) {
     const Tensor inputs = get(recurrent_inputs) ? *recurrent_inputs : hiddens.narrow(0, 0, steps);
-    grad_weight_hh = weight_gradient(layer_norm ? grad_from_hidden : grad_pre, inputs);
+    grad_weight_hh = weight_gradient_from_rows(
+        layer_norm ? gradient_rows(grad_from_hidden) : rows_ih, inputs);
   }
   return {grad_x,       carry_h,
           grad_c,       grad_weight_ih,
