@@ -25,7 +25,6 @@
 #include <ATen/Parallel.h>
 #include <ATen/native/CPUBlas.h>
 #include <omp.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstdint>
@@ -39,6 +38,44 @@ namespace rnnkit {
 
 using at::Tensor;
 using OptionalTensor = std::optional<Tensor>;
+
+// ---- scratch memory ----------------------------------------------------------------------------
+// Temporaries kept per thread for the next call: a fresh allocation of a few MiB costs a page
+// fault per 4 KiB on every call (at batch 8, hidden 128, T 100 about as much as the layer-norm
+// passes themselves). Above kScratchMaxBytes a call allocates as before, so a one-off huge
+// sequence does not pin its memory. What is handed out must not outlive the call (nothing
+// returned aliases it), and a slot serves one temporary at a time:
+enum ScratchSlot : int {
+  kScratchGates = 0,        // a backward's dL/d(gates) [T, N, G] (and two more of that kind)
+  kScratchGates2 = 1,
+  kScratchGates3 = 2,
+  kScratchRows = 3,         // gradient_rows: dL/d(gates) transposed for the weight gradients
+  kScratchRows2 = 4,
+  kScratchPackedB = 5,      // matmul_into's packed right operand
+  kScratchRecurrent = 6,    // UnitColumnsGemm's packed columns, on each thread of a team
+  kScratchSlots = 7
+};
+constexpr int64_t kScratchMaxBytes = int64_t(64) << 20;
+
+// 64-byte aligned memory of at least `bytes` in this thread's `slot`, or nullptr above the cap.
+inline void* scratch_bytes(int slot, int64_t bytes) {
+  if (bytes > kScratchMaxBytes) return nullptr;
+  thread_local std::unique_ptr<uint8_t[]> buffers[kScratchSlots];
+  thread_local int64_t capacity[kScratchSlots] = {};
+  if (capacity[slot] < bytes) {
+    buffers[slot].reset(new uint8_t[size_t(bytes) + 64]);
+    capacity[slot] = bytes;
+  }
+  const auto address = reinterpret_cast<uintptr_t>(buffers[slot].get());
+  return reinterpret_cast<void*>((address + 63) & ~uintptr_t(63));
+}
+
+inline Tensor scratch(int slot, at::IntArrayRef shape, const at::TensorOptions& options) {
+  int64_t numel = 1;
+  for (const int64_t size : shape) numel *= size;
+  void* memory = scratch_bytes(slot, numel * int64_t(options.dtype().itemsize()));
+  return memory == nullptr ? at::empty(shape, options) : at::from_blob(memory, shape, options);
+}
 
 // ---- BLAS -------------------------------------------------------------------------------------
 // torch's x86 wheels carry MKL and export its BLAS symbols; the loader defines RNNKIT_WITH_MKL
@@ -364,7 +401,7 @@ template <typename scalar_t>
 class UnitColumnsGemm {
  public:
   UnitColumnsGemm(int64_t m, int64_t k, const scalar_t* b, int64_t ldb, bool trans_b,
-                  int64_t gates, int64_t hidden, UnitRange range)
+                  int64_t gates, int64_t hidden, UnitRange range, int slot = kScratchRecurrent)
       : m_(m), k_(k), b_(b), ldb_(ldb), trans_b_(trans_b) {
     constexpr int64_t kColumns = 64;
     for (int64_t gate = 0; gate < gates; ++gate) {
@@ -382,10 +419,14 @@ class UnitColumnsGemm {
         block.offset = size;
         size += block.width * k;
       }
-      packed_.reset(new float[size + 16]);
+      packed_ = static_cast<float*>(scratch_bytes(slot, size * 4));
+      if (packed_ == nullptr) {
+        owned_.reset(new float[size]);
+        packed_ = owned_.get();
+      }
       for (const Block& block : blocks_)
         pack_block(b, trans_b ? 1 : ldb, trans_b ? ldb : 1, k, block.column, block.width,
-                   packed_.get() + block.offset);
+                   packed_ + block.offset);
 #endif
     }
   }
@@ -403,7 +444,7 @@ class UnitColumnsGemm {
 #if defined(CPUBLAS_BRGEMM_F32F32F32)
         if (engine_ == GemmEngine::kBrgemm) {
           const bool packed = packed_ != nullptr;
-          const float* block_b = packed ? packed_.get() + block.offset : b_ + block.column;
+          const float* block_b = packed ? packed_ + block.offset : b_ + block.column;
           at::native::cpublas::brgemm(m_, block.width, k_, lda, packed ? block.width : ldb_,
                                       ldc, beta != 0.0f, a, block_b, out, false);
           continue;
@@ -426,27 +467,9 @@ class UnitColumnsGemm {
   bool trans_b_;
   GemmEngine engine_ = GemmEngine::kPlain;
   std::vector<Block> blocks_;
-  std::unique_ptr<float[]> packed_;
+  float* packed_ = nullptr;  // this thread's scratch (or owned_ above the cap)
+  std::unique_ptr<float[]> owned_;
 };
-
-// Whether a forward runs each step's input projection inside the time loop, on each thread's own
-// columns, rather than as one GEMM over all steps first. With more than a few rows, and each
-// thread's share of W_ih and W_hh fitting its L2 cache, a step's GEMM runs as fast as the big one
-// (brgemm at 64 x 64 x 256: 226 GFLOP/s, against 203 for 3200 rows with W_ih^T packed) and the
-// step's gates stay in cache instead of a [T, N, G] buffer written once and read back step by
-// step: measured 1.00-1.07x. Once the weights spill out of L2 every step streams them from L3:
-// 0.73x at batch 8, hidden 1024.
-inline int64_t level2_bytes() {
-  static const int64_t bytes = [] {
-    const long reported = sysconf(_SC_LEVEL2_CACHE_SIZE);
-    return reported > 0 ? int64_t(reported) : int64_t(1) << 20;
-  }();
-  return bytes;
-}
-
-inline bool input_in_the_loop(int64_t batch, int64_t weight_bytes, int threads) {
-  return batch > kMaxFewRows && weight_bytes <= level2_bytes() * threads;
-}
 
 // ---- activations ------------------------------------------------------------------------------
 // float: Cephes' expf polynomial (about 1 ulp), branch-free so the compiler vectorises the
@@ -556,8 +579,13 @@ inline void matmul_into(Tensor& out, const Tensor& a, const Tensor& b, bool accu
     constexpr int64_t kRows = 128, kChunk = 1024;
     const int64_t block = column_block(n);
     const int64_t blocks = (n + block - 1) / block, row_tiles = (m + kRows - 1) / kRows;
-    std::vector<float> packed(size_t(n * k));
-    pack_column_blocks(b.data_ptr<float>(), b.stride(0), b.stride(1), k, n, block, packed.data());
+    std::vector<float> owned;
+    float* packed = static_cast<float*>(scratch_bytes(kScratchPackedB, n * k * 4));
+    if (packed == nullptr) {
+      owned.resize(size_t(n * k));
+      packed = owned.data();
+    }
+    pack_column_blocks(b.data_ptr<float>(), b.stride(0), b.stride(1), k, n, block, packed);
     const float* a_data = left.data_ptr<float>();
     const int64_t lda = left.stride(0), ldc = out.stride(0);
     float* c_data = out.data_ptr<float>();
@@ -569,7 +597,7 @@ inline void matmul_into(Tensor& out, const Tensor& a, const Tensor& b, bool accu
           const int64_t chunk = std::min(kChunk, k - depth);
           at::native::cpublas::brgemm(rows, width, chunk, lda, width, ldc,
                                       accumulate || depth > 0, a_data + row * lda + depth,
-                                      packed.data() + begin * k + depth * width,
+                                      packed + begin * k + depth * width,
                                       c_data + row * ldc + begin, false);
         }
       }
@@ -593,8 +621,9 @@ inline Tensor matrix_product(const Tensor& a, const Tensor& b) {
 // Time-batched weight gradient: sum_t grad[t]^T @ inputs[t], i.e. [T*N, G]^T @ [T*N, K]. The
 // left operand is grad transposed, [G, T*N] row-major (gradient_rows): made once per backward
 // and shared by dW_ih and dW_hh, a copy of the whole gradient each.
-inline Tensor gradient_rows(const Tensor& grad) {
-  return grad.reshape({-1, grad.size(-1)}).t().contiguous();
+inline Tensor gradient_rows(const Tensor& grad, int slot = kScratchRows) {
+  const Tensor rows = grad.reshape({-1, grad.size(-1)}).t();
+  return scratch(slot, rows.sizes(), rows.options()).copy_(rows);
 }
 
 inline Tensor weight_gradient_from_rows(const Tensor& rows, const Tensor& inputs) {

@@ -18,11 +18,8 @@ std::vector<Tensor> gru_forward(const Tensor& x_in, const Tensor& h0, const Tens
   hiddens[0].copy_(h0);
   const Tensor flat = x.view({steps * batch, features});
   Tensor gates_flat = gates.view({steps * batch, width});
-  const int threads = team_size(batch * width * (hidden + features), hidden);
-  const int64_t weight_bytes = width * (hidden + features) * int64_t(x.element_size());
-  const bool per_step_input = input_in_the_loop(batch, weight_bytes, threads);
-  const Tensor weight_ih_rows = weight_ih.contiguous();
-  if (!per_step_input) input_projection(gates_flat, flat, weight_ih, nullptr);  // b_ih: gate math
+  const int threads = team_size(batch * width * hidden, hidden);
+  input_projection(gates_flat, flat, weight_ih, nullptr);  // b_ih joins in the gate math
   const Tensor input_bias = get(bias_ih) ? bias_ih->contiguous() : at::zeros({width}, x.options());
   const Tensor mask = get(mask_in) ? mask_in->contiguous() : Tensor();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_forward", [&] {
@@ -67,13 +64,7 @@ std::vector<Tensor> gru_forward(const Tensor& x_in, const Tensor& h0, const Tens
     on_unit_ranges(threads, hidden, [&](UnitRange units) {  // each thread its own hidden units
       const UnitColumnsGemm<scalar_t> recurrent(batch, hidden, weight_hh.data_ptr<scalar_t>(),
                                                 hidden, true, 3, hidden, units);
-      std::optional<UnitColumnsGemm<scalar_t>> input;
-      if (per_step_input) input.emplace(batch, features, weight_ih_rows.data_ptr<scalar_t>(),
-                                        features, true, 3, hidden, units);
-      const scalar_t* x_data = x.data_ptr<scalar_t>();
       for (int64_t t = 0; t < steps; ++t) {
-        if (input) input->run(x_data + t * batch * features, features, scalar_t(0),
-                              gate_data + t * batch * width, width);  // x_t W_ih^T, own columns
         recurrent.run(hidden_data + t * batch * hidden, hidden, scalar_t(0), from_hidden_data,
                       width);
         for (int64_t row = 0; row < batch; ++row) step_row(t, row, units.begin, units.end);
@@ -94,8 +85,8 @@ std::vector<Tensor> gru_backward(const OptionalTensor& grad_output_in,
   const int64_t steps = gates.size(0), batch = gates.size(1), width = gates.size(2);
   const int64_t hidden = width / 3;
   const auto options = gates.options();
-  Tensor grad_from_input = at::empty({steps, batch, width}, options);   // dL/d(W_ih x + b_ih)
-  Tensor grad_from_hidden = at::empty({steps, batch, width}, options);  // dL/d(W_hh h + b_hh)
+  Tensor grad_from_input = scratch(kScratchGates, {steps, batch, width}, options);  // W_ih x
+  Tensor grad_from_hidden = scratch(kScratchGates2, {steps, batch, width}, options);  // W_hh h
   Tensor grad_h = get(grad_h_n) ? grad_h_n->contiguous().clone()
                                 : at::zeros({batch, hidden}, options);
   Tensor hidden_grads = record ? at::empty({steps, batch, hidden}, options) : Tensor();
@@ -182,7 +173,8 @@ std::vector<Tensor> gru_backward(const OptionalTensor& grad_output_in,
     Tensor shared = grad_weight_hh.narrow(0, 0, 2 * hidden);
     Tensor own = grad_weight_hh.narrow(0, 2 * hidden, hidden);
     matmul_into(shared, rows.narrow(0, 0, 2 * hidden), inputs, false);
-    matmul_into(own, gradient_rows(grad_from_hidden.narrow(2, 2 * hidden, hidden)), inputs, false);
+    matmul_into(own, gradient_rows(grad_from_hidden.narrow(2, 2 * hidden, hidden), kScratchRows2),
+                inputs, false);
   }
   if (has_bias && needs[3]) grad_bias_ih = flat_input.sum(0);
   if (has_bias && needs[4]) grad_bias_hh = grad_from_hidden.view({steps * batch, width}).sum(0);

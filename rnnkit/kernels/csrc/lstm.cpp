@@ -21,11 +21,8 @@ std::vector<Tensor> lstm_forward(const Tensor& x_in, const Tensor& h0, const Ten
   // every step's input projection in one GEMM, into the gate buffer the steps then finish
   const Tensor flat = x.view({steps * batch, features});
   Tensor gates_flat = gates.view({steps * batch, width});
-  const int threads = team_size(batch * width * (out_size + features), hidden);
-  const int64_t weight_bytes = width * (out_size + features) * int64_t(x.element_size());
-  const bool per_step_input = !projected && input_in_the_loop(batch, weight_bytes, threads);
-  const Tensor weight_ih_rows = weight_ih.contiguous();
-  if (!per_step_input) input_projection(gates_flat, flat, weight_ih, nullptr);  // bias: gate math
+  const int threads = team_size(batch * width * out_size, hidden);
+  input_projection(gates_flat, flat, weight_ih, nullptr);  // the bias joins in the gate math
   const Tensor gate_bias = get(bias) ? bias->contiguous() : at::zeros({width}, x.options());
   Tensor unprojected = projected ? at::empty({batch, hidden}, x.options()) : Tensor();
   const Tensor mask = get(mask_in) ? mask_in->contiguous() : Tensor();
@@ -76,13 +73,7 @@ std::vector<Tensor> lstm_forward(const Tensor& x_in, const Tensor& h0, const Ten
       on_unit_ranges(threads, hidden, [&](UnitRange units) {
         const UnitColumnsGemm<scalar_t> recurrent(batch, out_size, weight_hh_data, out_size,
                                                   true, 4, hidden, units);
-        std::optional<UnitColumnsGemm<scalar_t>> input;
-        if (per_step_input) input.emplace(batch, features, weight_ih_rows.data_ptr<scalar_t>(),
-                                          features, true, 4, hidden, units);
-        const scalar_t* x_data = x.data_ptr<scalar_t>();
         for (int64_t t = 0; t < steps; ++t) {
-          if (input) input->run(x_data + t * batch * features, features, scalar_t(0),
-                                gate_data + t * batch * width, width);  // x_t W_ih^T, own columns
           recurrent.run(hidden_data + t * batch * out_size, out_size, scalar_t(1),
                         gate_data + t * batch * width, width);  // += h W_hh^T, own columns
           for (int64_t row = 0; row < batch; ++row) step_row(t, row, units.begin, units.end);
@@ -126,7 +117,7 @@ std::vector<Tensor> lstm_backward(const OptionalTensor& grad_output_in,
   const bool projected = get(weight_hr_in) != nullptr;
   const Tensor weight_hr = projected ? weight_hr_in->contiguous() : Tensor();
   const auto options = gates.options();
-  Tensor grad_pre = at::empty({steps, batch, width}, options);  // dL/d(pre-activation gates)
+  Tensor grad_pre = scratch(kScratchGates, {steps, batch, width}, options);  // dL/d(gates)
   Tensor grad_h = get(grad_h_n) ? grad_h_n->contiguous().clone()
                                 : at::zeros({batch, out_size}, options);
   Tensor grad_c = get(grad_c_n) ? grad_c_n->contiguous().clone()

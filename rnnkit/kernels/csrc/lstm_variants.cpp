@@ -42,9 +42,6 @@ struct LSTMVariantData {
   const scalar_t* mask = nullptr;
   const scalar_t* weight_hh = nullptr;
   const scalar_t* gate_bias = nullptr;  // [4H] b_ih + b_hh, added in the gate math (no layer norm)
-  const scalar_t* x = nullptr;          // with weight_ih: each step's input projection in the loop
-  const scalar_t* weight_ih = nullptr;
-  int64_t features = 0;
   int threads = 1;  // the team running the time loop
 };
 
@@ -169,9 +166,6 @@ void forward_loop(const LSTMVariantData<scalar_t>& d) {
     const UnitColumnsGemm<scalar_t> recurrent(batch, hidden, d.weight_hh, hidden, true, 4,
                                               hidden, units);
     const auto [first_row, last_row] = units.rows(batch);
-    std::optional<UnitColumnsGemm<scalar_t>> input;
-    if (d.weight_ih != nullptr) input.emplace(batch, d.features, d.weight_ih, d.features, true,
-                                              4, hidden, units);
     if (d.recurrent_mask != nullptr) {  // variational dropout: one mask for every step
       for (int64_t row = 0; row < batch; ++row) {
         scalar_t* __restrict__ dropped = d.recurrent_inputs + row * hidden;
@@ -191,8 +185,6 @@ void forward_loop(const LSTMVariantData<scalar_t>& d) {
         team_barrier();  // LN_hh reads whole rows
         for (int64_t row = first_row; row < last_row; ++row) gate_math(t, row, 0, hidden);
       } else {
-        if (input) input->run(d.x + t * batch * d.features, d.features, scalar_t(0),
-                              d.gates + t * batch * width, width);  // x_t W_ih^T, own columns
         recurrent.run(gemm_input, hidden, scalar_t(1), d.gates + t * batch * width, width);
         for (int64_t row = 0; row < batch; ++row) gate_math(t, row, units.begin, units.end);
       }
@@ -247,16 +239,11 @@ std::vector<Tensor> lstm_variant_forward(
     from_hidden = at::empty({batch, width}, options);
     input_projection(gates_flat, flat, weight_ih, nullptr);  // LN_ih comes before the bias
   }
-  // without layer norm the bias joins in the gate math, and the input projection runs in the
-  // time loop when it pays (input_in_the_loop)
-  const Tensor weight_ih_rows = weight_ih.contiguous();
+  // without layer norm the bias joins in the gate math (no copy of it over every step's gates)
   const Tensor gate_bias = layer_norm || !bias_all.defined() ? at::zeros({width}, options)
                                                              : bias_all;
-  const int threads = team_size(batch * width * (hidden + features), hidden);
-  const bool per_step_input =
-      !layer_norm &&
-      input_in_the_loop(batch, width * (hidden + features) * int64_t(x.element_size()), threads);
-  if (!layer_norm && !per_step_input) input_projection(gates_flat, flat, weight_ih, nullptr);
+  const int threads = team_size(batch * width * hidden, hidden);
+  if (!layer_norm) input_projection(gates_flat, flat, weight_ih, nullptr);
   const Tensor peephole = contiguous_or_empty(peephole_in);
   const Tensor mask = contiguous_or_empty(mask_in);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_variant_forward", [&] {
@@ -292,11 +279,6 @@ std::vector<Tensor> lstm_variant_forward(
     d.weight_hh = weight_hh.data_ptr<scalar_t>();
     d.gate_bias = gate_bias.data_ptr<scalar_t>();
     d.threads = threads;
-    if (per_step_input) {
-      d.x = x.data_ptr<scalar_t>();
-      d.weight_ih = weight_ih_rows.data_ptr<scalar_t>();
-      d.features = features;
-    }
     with_flag(layer_norm, [&](auto norm) {
       with_flag(peephole.defined(), [&](auto peep) {
         with_flag(coupled, [&](auto couple) {

@@ -339,7 +339,7 @@ std::vector<Tensor> lstm_variant_backward(
   if (needs[2]) {
     const Tensor inputs = get(recurrent_inputs) ? *recurrent_inputs : hiddens.narrow(0, 0, steps);
     grad_weight_hh = weight_gradient_from_rows(
-        layer_norm ? gradient_rows(grad_from_hidden) : rows_ih, inputs);
+        layer_norm ? gradient_rows(grad_from_hidden, kScratchRows2) : rows_ih, inputs);
   }
   return {grad_x,       carry_h,
           grad_c,       grad_weight_ih,

@@ -15,11 +15,8 @@ std::vector<Tensor> rnn_forward(const Tensor& x_in, const Tensor& h0, const Tens
   // every step's input projection in one GEMM, straight into the slots of h_1 .. h_T
   Tensor projected = hiddens.narrow(0, 1, steps).view({steps * batch, hidden});
   const Tensor flat = x.view({steps * batch, features});
-  const int threads = team_size(batch * hidden * (hidden + features), hidden);
-  const int64_t weight_bytes = hidden * (hidden + features) * int64_t(x.element_size());
-  const bool per_step_input = input_in_the_loop(batch, weight_bytes, threads);
-  const Tensor weight_ih_rows = weight_ih.contiguous();
-  if (!per_step_input) input_projection(projected, flat, weight_ih, nullptr);  // bias: activation
+  const int threads = team_size(batch * hidden * hidden, hidden);
+  input_projection(projected, flat, weight_ih, nullptr);  // the bias joins in the activation
   const Tensor unit_bias = get(bias) ? bias->contiguous() : at::zeros({hidden}, x.options());
   const Tensor mask = get(mask_in) ? mask_in->contiguous() : Tensor();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnn_forward", [&] {
@@ -49,13 +46,7 @@ std::vector<Tensor> rnn_forward(const Tensor& x_in, const Tensor& h0, const Tens
     on_unit_ranges(threads, hidden, [&](UnitRange units) {  // each thread its own hidden units
       const UnitColumnsGemm<scalar_t> recurrent(batch, hidden, weight_hh.data_ptr<scalar_t>(),
                                                 hidden, true, 1, hidden, units);
-      std::optional<UnitColumnsGemm<scalar_t>> input;
-      if (per_step_input) input.emplace(batch, features, weight_ih_rows.data_ptr<scalar_t>(),
-                                        features, true, 1, hidden, units);
-      const scalar_t* x_data = x.data_ptr<scalar_t>();
       for (int64_t t = 0; t < steps; ++t) {
-        if (input) input->run(x_data + t * batch * features, features, scalar_t(0),
-                              states + (t + 1) * batch * hidden, hidden);  // x_t W_ih^T
         recurrent.run(states + t * batch * hidden, hidden, scalar_t(1),
                       states + (t + 1) * batch * hidden, hidden);  // (N, H) += h_{t-1} W_hh^T
         for (int64_t row = 0; row < batch; ++row) step_row(t, row, units.begin, units.end);
@@ -73,7 +64,7 @@ std::vector<Tensor> rnn_backward(const OptionalTensor& grad_output_in,
                                  bool record, bool has_bias, std::vector<bool> needs) {
   const Tensor weight_hh = weight_hh_in.contiguous();
   const int64_t steps = hiddens.size(0) - 1, batch = hiddens.size(1), hidden = hiddens.size(2);
-  Tensor grad_pre = at::empty({steps, batch, hidden}, hiddens.options());  // dL/d(pre-activation)
+  Tensor grad_pre = scratch(kScratchGates, {steps, batch, hidden}, hiddens.options());
   Tensor grad_h = get(grad_h_n) ? grad_h_n->contiguous().clone()
                                 : at::zeros({batch, hidden}, hiddens.options());
   Tensor hidden_grads = record ? at::empty({steps, batch, hidden}, hiddens.options()) : Tensor();

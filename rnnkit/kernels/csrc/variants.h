@@ -222,30 +222,6 @@ inline void layer_norm_input_grads(int64_t rows, int64_t width, scalar_t* grad,
   }
 }
 
-// Scratch memory for a backward's temporaries, kept per thread for the next call: a fresh
-// allocation of a few MiB costs a page fault per 4 KiB on every call (at batch 8, hidden 128,
-// T 100 about as much as the layer-norm passes themselves). Above kScratchMaxBytes a call
-// allocates as before, so a one-off huge sequence does not pin its memory. The tensors handed
-// out are views of the scratch and must not outlive the call (nothing returned aliases them).
-constexpr int kScratchSlots = 3;
-constexpr int64_t kScratchMaxBytes = int64_t(64) << 20;
-
-inline Tensor scratch(int slot, at::IntArrayRef shape, const at::TensorOptions& options) {
-  int64_t numel = 1;
-  for (const int64_t size : shape) numel *= size;
-  const int64_t bytes = numel * int64_t(options.dtype().itemsize());
-  if (bytes > kScratchMaxBytes) return at::empty(shape, options);
-  thread_local std::unique_ptr<uint8_t[]> buffers[kScratchSlots];
-  thread_local int64_t capacity[kScratchSlots] = {};
-  if (capacity[slot] < bytes) {
-    buffers[slot].reset(new uint8_t[size_t(bytes) + 64]);
-    capacity[slot] = bytes;
-  }
-  const auto address = reinterpret_cast<uintptr_t>(buffers[slot].get());
-  void* aligned = reinterpret_cast<void*>((address + 63) & ~uintptr_t(63));
-  return at::from_blob(aligned, shape, options);
-}
-
 // Zoneout shares, one row of H per (step, batch row). Training masks are [T, N, H]; in eval
 // the layer passes the expectation p expanded from one element, kept here as one row with
 // row stride 0 (no [T, N, H] copy); an absent zoneout is a row of zeros (lerp by 0 is exact).
