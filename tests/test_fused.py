@@ -135,19 +135,22 @@ def test_inference_matches_training_forward(mode, extra):
 
 @needs_kernels
 @pytest.mark.parametrize("mode,extra", FAMILIES, ids=FAMILY_IDS)
-@pytest.mark.parametrize("batch,threads", [(1, 1), (1, 2), (2, 2)])
-def test_few_rows_and_long_sequences_match_reference(mode, extra, batch, threads):
+@pytest.mark.parametrize(
+    "batch,threads,hidden", [(1, 1, 130), (1, 2, 130), (2, 2, 130), (3, 2, 300)]
+)
+def test_few_rows_and_long_sequences_match_reference(mode, extra, batch, threads, hidden):
     """A batch of one takes the dot-product GEMM (W_hh read where it lies), split over the cores
     at this size with two threads; 130 hidden units leave columns past the last group of four.
-    T*N >= 800 rows send the input projection through the packed-transpose GEMM."""
+    T*N >= 800 rows send the input projection through the packed-transpose GEMM. 300 units: the
+    LSTM's and GRU's backward GEMMs (K = 1200, 900) take K in chunks of 1024, on a team of two."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         for steps in (3, 800 // batch):
-            reference, fused = _twins(mode, torch.float32, 2, input_size=130, hidden_size=130,
-                                      **extra)
-            x = torch.randn(steps, batch, 130, generator=torch.Generator().manual_seed(steps))
-            weights = torch.randn(steps, batch, reference.proj_size or 130)
+            reference, fused = _twins(mode, torch.float32, 2, input_size=hidden,
+                                      hidden_size=hidden, **extra)
+            x = torch.randn(steps, batch, hidden, generator=torch.Generator().manual_seed(steps))
+            weights = torch.randn(steps, batch, reference.proj_size or hidden)
             results = []
             for layer in (reference, fused):
                 leaf = x.clone().requires_grad_(True)

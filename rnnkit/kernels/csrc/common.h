@@ -254,6 +254,8 @@ inline void few_rows_times_transposed(int64_t m, int64_t n, int64_t k, const flo
 
 // below this many multiply-adds a step's GEMM is faster on one core than waking the second
 constexpr int64_t kParallelMacs = 32768;
+// brgemm calls take K in chunks of this depth (see UnitColumnsGemm::run)
+constexpr int64_t kDepthChunk = 1024;
 
 template <typename scalar_t>
 class RecurrentGemm {
@@ -310,11 +312,15 @@ class RecurrentGemm {
         // few rows: B [k, n] as it lies (ld_b = ldb), one block per core; else the packed blocks
         const bool packed = packed_ != nullptr;
         auto blocks = [&](int64_t first, int64_t last) {
-          for (int64_t j = first; j < last; ++j) {
-            const int64_t begin = j * block_, width = std::min(block_, n_ - begin);
-            const float* block = packed ? packed_.get() + begin * k_ : b_ + begin;
-            at::native::cpublas::brgemm(m_, width, k_, lda, packed ? width : ldb_, ldc, add, a,
-                                        block, c + begin, false);
+          for (int64_t depth = 0; depth < k_; depth += kDepthChunk) {
+            const int64_t chunk = std::min(kDepthChunk, k_ - depth);
+            for (int64_t j = first; j < last; ++j) {
+              const int64_t begin = j * block_, width = std::min(block_, n_ - begin);
+              const float* block = packed ? packed_.get() + begin * k_ + depth * width
+                                          : b_ + depth * ldb_ + begin;
+              at::native::cpublas::brgemm(m_, width, chunk, lda, packed ? width : ldb_, ldc,
+                                          add || depth > 0, a + depth, block, c + begin, false);
+            }
           }
         };
         if (parallel_) {
@@ -433,6 +439,26 @@ class UnitColumnsGemm {
 
   // beta is 0 (overwrite C) or 1 (add to C).
   void run(const scalar_t* a, int64_t lda, scalar_t beta, scalar_t* c, int64_t ldc) const {
+#if defined(CPUBLAS_BRGEMM_F32F32F32)
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      if (engine_ == GemmEngine::kBrgemm) {
+        // K in chunks, each over every block: a chunk of A and of a block stay in L2 (K 3072 at
+        // 64 rows: 190 GFLOP/s in one go, 222 in chunks of 1024)
+        const bool packed = packed_ != nullptr;
+        for (int64_t depth = 0; depth < k_; depth += kDepthChunk) {
+          const int64_t chunk = std::min(kDepthChunk, k_ - depth);
+          for (const Block& block : blocks_) {
+            const float* block_b = packed ? packed_ + block.offset + depth * block.width
+                                          : b_ + depth * ldb_ + block.column;
+            at::native::cpublas::brgemm(m_, block.width, chunk, lda, packed ? block.width : ldb_,
+                                        ldc, beta != 0.0f || depth > 0, a + depth, block_b,
+                                        c + block.column, false);
+          }
+        }
+        return;
+      }
+    }
+#endif
     for (const Block& block : blocks_) {
       scalar_t* out = c + block.column;
       if constexpr (std::is_same_v<scalar_t, float>) {
@@ -441,15 +467,6 @@ class UnitColumnsGemm {
                                     beta != 0.0f, out, ldc, false);
           continue;
         }
-#if defined(CPUBLAS_BRGEMM_F32F32F32)
-        if (engine_ == GemmEngine::kBrgemm) {
-          const bool packed = packed_ != nullptr;
-          const float* block_b = packed ? packed_ + block.offset : b_ + block.column;
-          at::native::cpublas::brgemm(m_, block.width, k_, lda, packed ? block.width : ldb_,
-                                      ldc, beta != 0.0f, a, block_b, out, false);
-          continue;
-        }
-#endif
       }
       const scalar_t* block_b = trans_b_ ? b_ + block.column * ldb_ : b_ + block.column;
       gemm<scalar_t>(false, trans_b_, m_, block.width, k_, scalar_t(1), a, lda, block_b, ldb_,
@@ -576,7 +593,7 @@ inline void matmul_into(Tensor& out, const Tensor& a, const Tensor& b, bool accu
       (b.stride(1) == 1 || a.size(0) >= kMinRowsToTranspose)) {
     const Tensor left = a.stride(1) == 1 ? a : a.contiguous();
     const int64_t m = left.size(0), k = left.size(1), n = b.size(1);
-    constexpr int64_t kRows = 128, kChunk = 1024;
+    constexpr int64_t kRows = 128;
     const int64_t block = column_block(n);
     const int64_t blocks = (n + block - 1) / block, row_tiles = (m + kRows - 1) / kRows;
     std::vector<float> owned;
@@ -593,8 +610,8 @@ inline void matmul_into(Tensor& out, const Tensor& a, const Tensor& b, bool accu
       for (int64_t tile = first; tile < last; ++tile) {
         const int64_t row = (tile / blocks) * kRows, rows = std::min(kRows, m - row);
         const int64_t begin = (tile % blocks) * block, width = std::min(block, n - begin);
-        for (int64_t depth = 0; depth < k; depth += kChunk) {
-          const int64_t chunk = std::min(kChunk, k - depth);
+        for (int64_t depth = 0; depth < k; depth += kDepthChunk) {
+          const int64_t chunk = std::min(kDepthChunk, k - depth);
           at::native::cpublas::brgemm(rows, width, chunk, lda, width, ldc,
                                       accumulate || depth > 0, a_data + row * lda + depth,
                                       packed + begin * k + depth * width,
