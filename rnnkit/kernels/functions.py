@@ -25,12 +25,15 @@ def namespace(extension: ModuleType) -> SimpleNamespace:
     """What :func:`rnnkit.backends.select` hands the layers for ``backend="fused"``."""
     global _extension
     _extension = extension
-    from rnnkit.kernels import variant_functions  # imports this module: bound here, not on top
+    # both import this module: bound here, not on top
+    from rnnkit.kernels import gru_variant_functions, variant_functions
 
     variant_functions.bind(extension)
     return SimpleNamespace(
         name="fused", lstm=lstm_sequence, gru=gru_sequence, rnn=rnn_sequence, extension=extension,
         lstm_variant=variant_functions.lstm_variant,
+        gru_variant=gru_variant_functions.gru_variant,
+        rnn_variant=gru_variant_functions.rnn_variant,
     )
 
 

@@ -15,6 +15,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("rnn_backward", &rnnkit::rnn_backward);
   module.def("lstm_variant_forward", &rnnkit::lstm_variant_forward);
   module.def("lstm_variant_backward", &rnnkit::lstm_variant_backward);
+  module.def("gru_variant_forward", &rnnkit::gru_variant_forward);
+  module.def("gru_variant_backward", &rnnkit::gru_variant_backward);
+  module.def("rnn_variant_forward", &rnnkit::rnn_variant_forward);
+  module.def("rnn_variant_backward", &rnnkit::rnn_variant_backward);
 #ifdef RNNKIT_WITH_MKL
   module.attr("with_mkl") = true;
 #else

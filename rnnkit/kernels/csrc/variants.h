@@ -286,4 +286,35 @@ std::vector<Tensor> lstm_variant_backward(
     const OptionalTensor& zone_h, const OptionalTensor& zone_c, bool coupled,
     const OptionalTensor& mask, bool record, bool has_bias, std::vector<bool> needs);
 
+// The GRU and RNN variants (gru_variants*.cpp, rnn_variants.cpp).
+std::vector<Tensor> gru_variant_forward(
+    const Tensor& x, const Tensor& h0, const Tensor& weight_ih, const Tensor& weight_hh,
+    const OptionalTensor& bias_ih, const OptionalTensor& bias_hh,
+    const OptionalTensor& ln_ih_weight, const OptionalTensor& ln_ih_bias,
+    const OptionalTensor& ln_hh_weight, const OptionalTensor& ln_hh_bias,
+    const OptionalTensor& recurrent_mask, const OptionalTensor& zone_h,
+    const OptionalTensor& mask);
+std::vector<Tensor> gru_variant_backward(
+    const OptionalTensor& grad_output, const OptionalTensor& grad_h_n, const Tensor& x,
+    const Tensor& weight_ih, const Tensor& weight_hh, const Tensor& hiddens,
+    const Tensor& gates, const Tensor& hidden_new, const OptionalTensor& recurrent_inputs,
+    const OptionalTensor& ln_ih_weight, const OptionalTensor& ln_hh_weight,
+    const OptionalTensor& normalized_ih, const OptionalTensor& rstd_ih,
+    const OptionalTensor& normalized_hh, const OptionalTensor& rstd_hh,
+    const OptionalTensor& recurrent_mask, const OptionalTensor& zone_h,
+    const OptionalTensor& mask, bool record, bool has_bias, std::vector<bool> needs);
+std::vector<Tensor> rnn_variant_forward(const Tensor& x, const Tensor& h0,
+                                        const Tensor& weight_ih, const Tensor& weight_hh,
+                                        const OptionalTensor& bias, bool relu,
+                                        const OptionalTensor& recurrent_mask,
+                                        const OptionalTensor& zone_h,
+                                        const OptionalTensor& mask);
+std::vector<Tensor> rnn_variant_backward(
+    const OptionalTensor& grad_output, const OptionalTensor& grad_h_n, const Tensor& x,
+    const Tensor& weight_ih, const Tensor& weight_hh, const Tensor& hiddens,
+    const Tensor& new_hiddens, const OptionalTensor& recurrent_inputs,
+    const OptionalTensor& recurrent_mask, const OptionalTensor& zone_h,
+    const OptionalTensor& mask, bool relu, bool record, bool has_bias,
+    std::vector<bool> needs);
+
 }  // namespace rnnkit
