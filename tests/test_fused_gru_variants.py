@@ -148,6 +148,7 @@ def test_fused_gru_variant_equals_reference(case, ragged, dtype):
     arguments = _gru_arguments(dtype, GRU_CASES[case], ragged)
     expected = _run("gru", GRUVariantFunction.apply, arguments)
     actual = _run("gru", FUSED.gru_variant, arguments)
+    assert actual[0][0].grad_fn.name() == "FusedGRUVariantFunctionBackward"  # no silent fallback
     _compare(expected, actual, dtype)
 
 
@@ -158,6 +159,7 @@ def test_fused_rnn_variant_equals_reference(case, ragged, dtype):
     arguments = _rnn_arguments(dtype, RNN_CASES[case], ragged)
     expected = _run("rnn", RNNVariantFunction.apply, arguments)
     actual = _run("rnn", FUSED.rnn_variant, arguments)
+    assert actual[0][0].grad_fn.name() == "FusedRNNVariantFunctionBackward"  # no silent fallback
     _compare(expected, actual, dtype)
 
 
@@ -257,6 +259,22 @@ def test_parallel_rnn_matches_the_reference(dtype):
                                sizes=(3, 64, 8, 64), scale=0.15)
     _compare(_run("rnn", RNNVariantFunction.apply, arguments),
              _run("rnn", FUSED.rnn_variant, arguments), dtype)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("family", ["gru", "rnn"])
+def test_fused_variant_at_batch_one_and_two(family, batch):
+    """float32 at batch 1 reads W_hh where it lies (dot products), at 2 packs it: both agree."""
+    sizes = (4, batch, 8, 32)
+    if family == "gru":
+        options = GRU_CASES["layer_norm+zoneout+recurrent_dropout"]
+        arguments = _gru_arguments(torch.float32, options, False, sizes=sizes)
+        functions = (GRUVariantFunction.apply, FUSED.gru_variant)
+    else:
+        options = RNN_CASES["tanh-zoneout+recurrent_dropout"]
+        arguments = _rnn_arguments(torch.float32, options, False, sizes=sizes, scale=0.15)
+        functions = (RNNVariantFunction.apply, FUSED.rnn_variant)
+    _compare(*[_run(family, function, arguments) for function in functions], torch.float32)
 
 
 def _twins(mode, dtype, seed=0, **kwargs):

@@ -262,7 +262,9 @@ std::vector<Tensor> rnn_variant_backward(
                                backward_loop<scalar_t, decltype(rectify)::value,
                                              decltype(zone)::value, decltype(drop)::value>(d);
                              });
-    if (has_bias && needs[3]) grad_bias = column_sum_tensor<scalar_t>(rows, hidden, grad_pre, nullptr);
+    if (has_bias && needs[3]) {
+      grad_bias = column_sum_tensor<scalar_t>(rows, hidden, grad_pre, nullptr);
+    }
   });
   Tensor grad_x, grad_weight_ih, grad_weight_hh;
   const Tensor flat = grad_pre.view({rows, hidden});
