@@ -136,14 +136,15 @@ def test_inference_matches_training_forward(mode, extra):
 @needs_kernels
 @pytest.mark.parametrize("mode,extra", FAMILIES, ids=FAMILY_IDS)
 @pytest.mark.parametrize(
-    "batch,threads,hidden", [(1, 1, 370), (1, 2, 370), (2, 2, 130), (3, 2, 300)]
+    "batch,threads,hidden", [(1, 1, 370), (1, 2, 370), (2, 2, 130), (3, 2, 300), (33, 2, 40)]
 )
 def test_few_rows_and_long_sequences_match_reference(mode, extra, batch, threads, hidden):
     """A batch of one with weights of 512 KiB and more takes the dot-product GEMM (W_hh read where
     it lies), split over the cores with two threads; 370 hidden units leave columns past the
     last group of four. Two rows pack W_hh for brgemm, and 130 units split unevenly in a team.
     T*N >= 800 rows send the input projection through the packed-transpose GEMM. 300 units: the
-    LSTM's and GRU's backward GEMMs (K = 1200, 900) take K in chunks of 1024, on a team of two."""
+    LSTM's and GRU's backward GEMMs (K = 1200, 900) take K in chunks of 1024, on a team of two.
+    33 sequences: the team splits the batch (16 and 17 rows), no barriers."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

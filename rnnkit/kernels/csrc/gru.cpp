@@ -62,15 +62,18 @@ std::vector<Tensor> gru_forward(const Tensor& x_in, const Tensor& h0, const Tens
       }
     };
     on_unit_ranges(threads, hidden, [&](UnitRange units) {  // each thread its own hidden units
-      const UnitColumnsGemm<scalar_t> recurrent(batch, hidden, weight_hh.data_ptr<scalar_t>(),
-                                                hidden, true, 3, hidden, units);
+      const UnitColumnsGemm<scalar_t> recurrent(units.row_count(), hidden,
+                                                weight_hh.data_ptr<scalar_t>(), hidden, true, 3,
+                                                hidden, units);
+      const int64_t first = units.row_begin;
       for (int64_t t = 0; t < steps; ++t) {
-        recurrent.run(hidden_data + t * batch * hidden, hidden, scalar_t(0), from_hidden_data,
-                      width);
-        for (int64_t row = 0; row < batch; ++row) step_row(t, row, units.begin, units.end);
-        team_barrier();  // all of h_t before the next step's GEMM
+        recurrent.run(hidden_data + (t * batch + first) * hidden, hidden, scalar_t(0),
+                      from_hidden_data + first * width, width);
+        for (int64_t row = first; row < units.row_end; ++row)
+          step_row(t, row, units.begin, units.end);
+        units.barrier();  // all of h_t before the next step's GEMM
       }
-    });
+    }, batch);
   });
   return {hiddens, gates, hidden_new};
 }
@@ -150,15 +153,18 @@ std::vector<Tensor> gru_backward(const OptionalTensor& grad_output_in,
     const int threads = team_size(batch * width * hidden, hidden);
     on_unit_ranges(threads, hidden, [&](UnitRange units) {  // each thread its own hidden units
       // (N, 3H) @ W_hh (3H, H), the thread's columns of dL/dh_{t-1}
-      const UnitColumnsGemm<scalar_t> recurrent(batch, width, weight_hh.data_ptr<scalar_t>(),
-                                                hidden, false, 1, hidden, units);
+      const UnitColumnsGemm<scalar_t> recurrent(units.row_count(), width,
+                                                weight_hh.data_ptr<scalar_t>(), hidden, false, 1,
+                                                hidden, units);
+      const int64_t first = units.row_begin;
       for (int64_t t = steps - 1; t >= 0; --t) {
-        for (int64_t row = 0; row < batch; ++row) step_row(t, row, units.begin, units.end);
-        team_barrier();  // all of dL/d(W_hh h) at t before the GEMM reads it
-        recurrent.run(hidden_grad_data + t * batch * width, width, scalar_t(1), grad_h_data,
-                      hidden);  // only this thread's step_row reads these columns next
+        for (int64_t row = first; row < units.row_end; ++row)
+          step_row(t, row, units.begin, units.end);
+        units.barrier();  // all of dL/d(W_hh h) at t before the GEMM reads it
+        recurrent.run(hidden_grad_data + (t * batch + first) * width, width, scalar_t(1),
+                      grad_h_data + first * hidden, hidden);  // read next by this thread only
       }
-    });
+    }, batch);
   });
   Tensor grad_x, grad_weight_ih, grad_weight_hh, grad_bias_ih, grad_bias_hh;
   const Tensor flat_input = grad_from_input.view({steps * batch, width});

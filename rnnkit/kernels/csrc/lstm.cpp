@@ -71,15 +71,17 @@ std::vector<Tensor> lstm_forward(const Tensor& x_in, const Tensor& h0, const Ten
     const scalar_t* weight_hh_data = weight_hh.data_ptr<scalar_t>();
     if (!projected) {  // a team of threads, each with its own hidden units: see on_unit_ranges
       on_unit_ranges(threads, hidden, [&](UnitRange units) {
-        const UnitColumnsGemm<scalar_t> recurrent(batch, out_size, weight_hh_data, out_size,
-                                                  true, 4, hidden, units);
+        const UnitColumnsGemm<scalar_t> recurrent(units.row_count(), out_size, weight_hh_data,
+                                                  out_size, true, 4, hidden, units);
+        const int64_t first = units.row_begin;
         for (int64_t t = 0; t < steps; ++t) {
-          recurrent.run(hidden_data + t * batch * out_size, out_size, scalar_t(1),
-                        gate_data + t * batch * width, width);  // += h W_hh^T, own columns
-          for (int64_t row = 0; row < batch; ++row) step_row(t, row, units.begin, units.end);
-          team_barrier();  // all of h_t before the next step's GEMM
+          recurrent.run(hidden_data + (t * batch + first) * out_size, out_size, scalar_t(1),
+                        gate_data + (t * batch + first) * width, width);  // += h W_hh^T
+          for (int64_t row = first; row < units.row_end; ++row)
+            step_row(t, row, units.begin, units.end);
+          units.barrier();  // all of h_t before the next step's GEMM
         }
-      });
+      }, batch);
       return;
     }
     const RecurrentGemm<scalar_t> recurrent(batch, width, out_size, weight_hh_data, out_size,
@@ -200,15 +202,17 @@ std::vector<Tensor> lstm_backward(const OptionalTensor& grad_output_in,
       const int threads = team_size(batch * width * out_size, hidden);
       on_unit_ranges(threads, hidden, [&](UnitRange units) {
         // (N, 4H) @ W_hh (4H, H), the thread's columns of dL/dh_{t-1}
-        const UnitColumnsGemm<scalar_t> recurrent(batch, width, weight_hh_data, out_size, false,
-                                                  1, hidden, units);
+        const UnitColumnsGemm<scalar_t> recurrent(units.row_count(), width, weight_hh_data,
+                                                  out_size, false, 1, hidden, units);
+        const int64_t first = units.row_begin;
         for (int64_t t = steps - 1; t >= 0; --t) {
-          for (int64_t row = 0; row < batch; ++row) step_row(t, row, units.begin, units.end);
-          team_barrier();  // all of dL/d(gates) at t before the GEMM reads it
-          recurrent.run(grad_pre_data + t * batch * width, width, scalar_t(1), grad_h_data,
-                        out_size);  // only this thread's step_row reads these columns next
+          for (int64_t row = first; row < units.row_end; ++row)
+            step_row(t, row, units.begin, units.end);
+          units.barrier();  // all of dL/d(gates) at t before the GEMM reads it
+          recurrent.run(grad_pre_data + (t * batch + first) * width, width, scalar_t(1),
+                        grad_h_data + first * out_size, out_size);  // read next by this thread
         }
-      });
+      }, batch);
       return;
     }
     // (N, 4H) @ W_hh (4H, P) and (N, P) @ W_hr (P, H)

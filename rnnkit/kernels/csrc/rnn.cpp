@@ -44,15 +44,18 @@ std::vector<Tensor> rnn_forward(const Tensor& x_in, const Tensor& h0, const Tens
       }
     };
     on_unit_ranges(threads, hidden, [&](UnitRange units) {  // each thread its own hidden units
-      const UnitColumnsGemm<scalar_t> recurrent(batch, hidden, weight_hh.data_ptr<scalar_t>(),
-                                                hidden, true, 1, hidden, units);
+      const UnitColumnsGemm<scalar_t> recurrent(units.row_count(), hidden,
+                                                weight_hh.data_ptr<scalar_t>(), hidden, true, 1,
+                                                hidden, units);
+      const int64_t first = units.row_begin;
       for (int64_t t = 0; t < steps; ++t) {
-        recurrent.run(states + t * batch * hidden, hidden, scalar_t(1),
-                      states + (t + 1) * batch * hidden, hidden);  // (N, H) += h_{t-1} W_hh^T
-        for (int64_t row = 0; row < batch; ++row) step_row(t, row, units.begin, units.end);
-        team_barrier();  // all of h_t before the next step's GEMM
+        recurrent.run(states + (t * batch + first) * hidden, hidden, scalar_t(1),
+                      states + ((t + 1) * batch + first) * hidden, hidden);  // += h W_hh^T
+        for (int64_t row = first; row < units.row_end; ++row)
+          step_row(t, row, units.begin, units.end);
+        units.barrier();  // all of h_t before the next step's GEMM
       }
-    });
+    }, batch);
   });
   return {hiddens};
 }
@@ -109,15 +112,18 @@ std::vector<Tensor> rnn_backward(const OptionalTensor& grad_output_in,
     const int threads = team_size(batch * hidden * hidden, hidden);
     on_unit_ranges(threads, hidden, [&](UnitRange units) {  // each thread its own hidden units
       // (N, H) @ W_hh (H, H), the thread's columns of the error one step back
-      const UnitColumnsGemm<scalar_t> recurrent(batch, hidden, weight_hh.data_ptr<scalar_t>(),
-                                                hidden, false, 1, hidden, units);
+      const UnitColumnsGemm<scalar_t> recurrent(units.row_count(), hidden,
+                                                weight_hh.data_ptr<scalar_t>(), hidden, false, 1,
+                                                hidden, units);
+      const int64_t first = units.row_begin;
       for (int64_t t = steps - 1; t >= 0; --t) {
-        for (int64_t row = 0; row < batch; ++row) step_row(t, row, units.begin, units.end);
-        team_barrier();  // all of dL/d(pre-activation) at t before the GEMM reads it
-        recurrent.run(grad_pre_data + t * batch * hidden, hidden, scalar_t(1), grad_state,
-                      hidden);  // only this thread's step_row reads these columns next
+        for (int64_t row = first; row < units.row_end; ++row)
+          step_row(t, row, units.begin, units.end);
+        units.barrier();  // all of dL/d(pre-activation) at t before the GEMM reads it
+        recurrent.run(grad_pre_data + (t * batch + first) * hidden, hidden, scalar_t(1),
+                      grad_state + first * hidden, hidden);  // read next by this thread only
       }
-    });
+    }, batch);
   });
   Tensor grad_x, grad_weight_ih, grad_weight_hh, grad_bias;
   const Tensor flat = grad_pre.view({steps * batch, hidden});
