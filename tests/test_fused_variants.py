@@ -178,11 +178,13 @@ def test_fused_lstm_variant_gradcheck(case):
 @pytest.mark.parametrize(
     "case", ["all", "layer_norm", "zoneout+recurrent_dropout", "peephole", "coupled"]
 )
-def test_parallel_rows_match_the_reference(case, dtype):
-    """A team of two threads (each its own hidden units; whole rows for layer norm) gives the
-    same numbers; float32 runs the packed brgemm columns, float64 the BLAS ones."""
+@pytest.mark.parametrize("batch", [64, 8])
+def test_parallel_rows_match_the_reference(case, dtype, batch):
+    """A team of two threads gives the same numbers: at batch 64 each thread runs its own
+    sequences; at batch 8 each owns hidden units (whole rows for layer norm). float32 runs the
+    packed brgemm columns, float64 the BLAS ones."""
     torch.set_num_threads(2)
-    arguments = _lstm_arguments(dtype, LSTM_CASES[case], True, sizes=(3, 64, 8, 64))
+    arguments = _lstm_arguments(dtype, LSTM_CASES[case], True, sizes=(3, batch, 8, 64))
     _compare(_run(LSTMVariantFunction.apply, arguments), _run(FUSED.lstm_variant, arguments),
              dtype)
 
