@@ -241,22 +241,26 @@ def test_fused_variant_gradcheck(family, case):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("case", ["layer_norm+zoneout+recurrent_dropout", "layer_norm",
                                   "zoneout+recurrent_dropout", "none"])
-def test_parallel_gru_matches_the_reference(case, dtype):
-    """A team of two threads (each its own hidden units; whole rows for layer norm) gives the
-    same numbers; float32 runs the packed brgemm columns, float64 the BLAS ones."""
+@pytest.mark.parametrize("batch", [64, 8])
+def test_parallel_gru_matches_the_reference(case, dtype, batch):
+    """A team of two threads gives the same numbers: at batch 64 each thread runs its own
+    sequences; at batch 8 each owns hidden units (whole rows for layer norm). float32 runs the
+    packed brgemm columns, float64 the BLAS ones."""
     torch.set_num_threads(2)
-    arguments = _gru_arguments(dtype, GRU_CASES[case], True, sizes=(3, 64, 8, 64))
+    arguments = _gru_arguments(dtype, GRU_CASES[case], True, sizes=(3, batch, 8, 64))
     _compare(_run("gru", GRUVariantFunction.apply, arguments),
              _run("gru", FUSED.gru_variant, arguments), dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-def test_parallel_rnn_matches_the_reference(dtype):
-    """Weights of scale 0.15 at width 64: a saturated tanh's 1 - h^2 would lose float32's
-    digits on both paths alike (each ~1e-4 from the float64 numbers at scale 0.5)."""
+@pytest.mark.parametrize("batch", [64, 8])
+def test_parallel_rnn_matches_the_reference(dtype, batch):
+    """Both team splits (batch 64: own sequences; batch 8: own units). Weights of scale 0.15
+    at width 64: a saturated tanh's 1 - h^2 would lose float32's digits on both paths alike
+    (each ~1e-4 from the float64 numbers at scale 0.5)."""
     torch.set_num_threads(2)
     arguments = _rnn_arguments(dtype, RNN_CASES["tanh-zoneout+recurrent_dropout"], True,
-                               sizes=(3, 64, 8, 64), scale=0.15)
+                               sizes=(3, batch, 8, 64), scale=0.15)
     _compare(_run("rnn", RNNVariantFunction.apply, arguments),
              _run("rnn", FUSED.rnn_variant, arguments), dtype)
 

@@ -411,7 +411,7 @@ inline int team_size(int64_t macs, int64_t hidden) {
 constexpr int64_t kMinRowsPerThread = 16;
 
 template <typename F>
-inline void on_unit_ranges(int threads, int64_t hidden, const F& fn, int64_t batch = 0) {
+inline void on_unit_ranges(int threads, int64_t hidden, const F& fn, int64_t batch) {
   if (threads <= 1) {
     fn(UnitRange{0, hidden, 0, 1, 0, batch, true});
     return;

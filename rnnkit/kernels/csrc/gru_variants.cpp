@@ -108,35 +108,40 @@ void forward_loop(const GRUVariantData<scalar_t>& d) {
       }
     }
   };
-  // a team of threads, each with its own hidden units (see on_unit_ranges): its columns of the
-  // three blocks in the GEMM and its units' gate math; layer norm needs whole rows, so there the
-  // gate math is split by rows and a step takes a second barrier
+  // a team of threads (see on_unit_ranges): with enough sequences each runs its own through
+  // every step, no barriers; else each owns hidden units, its columns of the three blocks in the
+  // GEMM and its units' gate math, and as layer norm needs whole rows, there the gate math is
+  // split by rows and a step takes a second barrier
   on_unit_ranges(d.threads, hidden, [&](UnitRange units) {
-    const UnitColumnsGemm<scalar_t> recurrent(batch, hidden, d.weight_hh, hidden, true, 3,
-                                              hidden, units);
+    const UnitColumnsGemm<scalar_t> recurrent(units.row_count(), hidden, d.weight_hh, hidden,
+                                              true, 3, hidden, units);
+    const int64_t first = units.row_begin;
     const auto [first_row, last_row] = units.rows(batch);
     if constexpr (kDropout) {  // variational dropout: one mask for every step
-      for (int64_t row = 0; row < batch; ++row) {
+      for (int64_t row = first; row < units.row_end; ++row) {
         scalar_t* __restrict__ dropped = d.recurrent_inputs + row * hidden;
         const scalar_t* __restrict__ h = d.hiddens + row * hidden;
         const scalar_t* __restrict__ keep = d.recurrent_mask + row * hidden;
         RNNKIT_SIMD
         for (int64_t j = units.begin; j < units.end; ++j) dropped[j] = h[j] * keep[j];
       }
-      team_barrier();
+      units.barrier();
     }
     for (int64_t t = 0; t < d.steps; ++t) {
-      const scalar_t* gemm_input = (kDropout ? d.recurrent_inputs : d.hiddens) + t * batch * hidden;
-      recurrent.run(gemm_input, hidden, scalar_t(0), d.from_hidden, width);  // h' W_hh^T
+      const scalar_t* gemm_input =
+          (kDropout ? d.recurrent_inputs : d.hiddens) + (t * batch + first) * hidden;
+      recurrent.run(gemm_input, hidden, scalar_t(0), d.from_hidden + first * width,
+                    width);  // h' W_hh^T
       if constexpr (kLayerNorm) {
-        team_barrier();  // LN_hh reads whole rows
+        units.barrier();  // LN_hh reads whole rows
         for (int64_t row = first_row; row < last_row; ++row) gate_math(t, row, 0, hidden);
       } else {
-        for (int64_t row = 0; row < batch; ++row) gate_math(t, row, units.begin, units.end);
+        for (int64_t row = first; row < units.row_end; ++row)
+          gate_math(t, row, units.begin, units.end);
       }
-      team_barrier();  // all of h_t before the next step's GEMM
+      units.barrier();  // all of h_t before the next step's GEMM
     }
-  });
+  }, batch);
 }
 
 }  // namespace

@@ -108,29 +108,32 @@ void backward_loop(const GRUVariantGrads<scalar_t>& d) {
                               d.rstd_hh[step_row], width, d.grad_product + at_gates);
     }
   };
-  // a team of threads, each with its own hidden units (see on_unit_ranges): its units' gate
-  // gradients and its columns of dL/dh'_{t-1}; layer norm needs whole rows, so there the row
-  // pass is split by rows and a step takes a second barrier
+  // a team of threads (see on_unit_ranges): with enough sequences each runs its own through
+  // every step, no barriers; else each owns hidden units, its units' gate gradients and its
+  // columns of dL/dh'_{t-1}, and as layer norm needs whole rows, there the row pass is split by
+  // rows and a step takes a second barrier
   const int threads = team_size(batch * width * hidden, hidden);
   on_unit_ranges(threads, hidden, [&](UnitRange units) {
     // (N, 3H) @ W_hh (3H, H), this thread's columns
-    const UnitColumnsGemm<scalar_t> recurrent(batch, width, d.weight_hh, hidden, false, 1,
-                                              hidden, units);
+    const UnitColumnsGemm<scalar_t> recurrent(units.row_count(), width, d.weight_hh, hidden,
+                                              false, 1, hidden, units);
+    const int64_t first = units.row_begin;
     const auto [first_row, last_row] = units.rows(batch);
     const scalar_t* gemm_input = kLayerNorm ? d.grad_product : d.grad_from_hidden;
-    scalar_t* gemm_output = kDropout ? d.through_w : d.carry_h;
+    scalar_t* gemm_output = (kDropout ? d.through_w : d.carry_h) + first * hidden;
     for (int64_t t = d.steps - 1; t >= 0; --t) {
       if constexpr (kLayerNorm) {
         for (int64_t row = first_row; row < last_row; ++row) gate_grads(t, row, 0, hidden);
       } else {
-        for (int64_t row = 0; row < batch; ++row) gate_grads(t, row, units.begin, units.end);
+        for (int64_t row = first; row < units.row_end; ++row)
+          gate_grads(t, row, units.begin, units.end);
       }
-      team_barrier();  // all of dL/d(W_hh h') at t before the GEMM reads it
-      recurrent.run(gemm_input + t * batch * width, width, scalar_t(kDropout ? 0 : 1),
-                    gemm_output, hidden);
-      if constexpr (kLayerNorm) team_barrier();  // the next row pass reads whole rows of it
+      units.barrier();  // all of dL/d(W_hh h') at t before the GEMM reads it
+      recurrent.run(gemm_input + (t * batch + first) * width, width,
+                    scalar_t(kDropout ? 0 : 1), gemm_output, hidden);
+      if constexpr (kLayerNorm) units.barrier();  // the next row pass reads whole rows of it
     }
-  });
+  }, batch);
   if constexpr (kDropout) {  // dL/dh_0 = what skipped W_hh + (through W_hh) * mask
     const int64_t total = batch * hidden;
     scalar_t* __restrict__ carry = d.carry_h;

@@ -70,27 +70,31 @@ void forward_loop(const RNNVariantData<scalar_t>& d) {
       }
     }
   };
-  on_unit_ranges(d.threads, hidden, [&](UnitRange units) {  // each thread its own hidden units
-    const UnitColumnsGemm<scalar_t> recurrent(batch, hidden, d.weight_hh, hidden, true, 1,
-                                              hidden, units);
+  // a team of threads (see on_unit_ranges): its own sequences, or its own hidden units
+  on_unit_ranges(d.threads, hidden, [&](UnitRange units) {
+    const UnitColumnsGemm<scalar_t> recurrent(units.row_count(), hidden, d.weight_hh, hidden,
+                                              true, 1, hidden, units);
+    const int64_t first = units.row_begin;
     if constexpr (kDropout) {  // variational dropout: one mask for every step
-      for (int64_t row = 0; row < batch; ++row) {
+      for (int64_t row = first; row < units.row_end; ++row) {
         scalar_t* __restrict__ dropped = d.recurrent_inputs + row * hidden;
         const scalar_t* __restrict__ h = d.hiddens + row * hidden;
         const scalar_t* __restrict__ keep = d.recurrent_mask + row * hidden;
         RNNKIT_SIMD
         for (int64_t j = units.begin; j < units.end; ++j) dropped[j] = h[j] * keep[j];
       }
-      team_barrier();
+      units.barrier();
     }
     for (int64_t t = 0; t < d.steps; ++t) {
-      const scalar_t* gemm_input = (kDropout ? d.recurrent_inputs : d.hiddens) + t * batch * hidden;
-      recurrent.run(gemm_input, hidden, scalar_t(1), d.new_hiddens + t * batch * hidden,
+      const scalar_t* gemm_input =
+          (kDropout ? d.recurrent_inputs : d.hiddens) + (t * batch + first) * hidden;
+      recurrent.run(gemm_input, hidden, scalar_t(1), d.new_hiddens + (t * batch + first) * hidden,
                     hidden);  // (N, H) += h' W_hh^T
-      for (int64_t row = 0; row < batch; ++row) step_row(t, row, units.begin, units.end);
-      team_barrier();  // all of h_t before the next step's GEMM
+      for (int64_t row = first; row < units.row_end; ++row)
+        step_row(t, row, units.begin, units.end);
+      units.barrier();  // all of h_t before the next step's GEMM
     }
-  });
+  }, batch);
 }
 
 template <typename scalar_t, bool kRelu, bool kZoneout, bool kDropout>
@@ -137,18 +141,21 @@ void backward_loop(const RNNVariantData<scalar_t>& d) {
       carry[j] = kept_by_zoneout;  // the GEMM (or the next step) adds the path via W_hh
     }
   };
-  on_unit_ranges(d.threads, hidden, [&](UnitRange units) {  // each thread its own hidden units
-    // (N, H) @ W_hh (H, H), the thread's columns of the error one step back
-    const UnitColumnsGemm<scalar_t> recurrent(batch, hidden, d.weight_hh, hidden, false, 1,
-                                              hidden, units);
-    scalar_t* gemm_output = kDropout ? d.through_w : d.carry_h;
+  // a team of threads (see on_unit_ranges): its own sequences, or its own hidden units
+  on_unit_ranges(d.threads, hidden, [&](UnitRange units) {
+    // (N, H) @ W_hh (H, H), the thread's rows or columns of the error one step back
+    const UnitColumnsGemm<scalar_t> recurrent(units.row_count(), hidden, d.weight_hh, hidden,
+                                              false, 1, hidden, units);
+    const int64_t first = units.row_begin;
+    scalar_t* gemm_output = (kDropout ? d.through_w : d.carry_h) + first * hidden;
     for (int64_t t = d.steps - 1; t >= 0; --t) {
-      for (int64_t row = 0; row < batch; ++row) step_row(t, row, units.begin, units.end);
-      team_barrier();  // all of dL/d(pre-activation) at t before the GEMM reads it
-      recurrent.run(d.grad_pre + t * batch * hidden, hidden, scalar_t(kDropout ? 0 : 1),
-                    gemm_output, hidden);  // only this thread's step_row reads these columns
+      for (int64_t row = first; row < units.row_end; ++row)
+        step_row(t, row, units.begin, units.end);
+      units.barrier();  // all of dL/d(pre-activation) at t before the GEMM reads it
+      recurrent.run(d.grad_pre + (t * batch + first) * hidden, hidden,
+                    scalar_t(kDropout ? 0 : 1), gemm_output, hidden);  // read next by this thread
     }
-  });
+  }, batch);
   if constexpr (kDropout) {  // dL/dh_0 = what skipped W_hh + (through W_hh) * mask
     const int64_t total = batch * hidden;
     scalar_t* __restrict__ carry = d.carry_h;
