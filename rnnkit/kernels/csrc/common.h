@@ -182,7 +182,8 @@ inline void pack_block(const float* b, int64_t stride_k, int64_t stride_n, int64
     const int64_t rows = std::min(kTile, k - row0);
     for (int64_t col = 0; col < width; ++col) {
       const float* source = b + row0 * stride_k + (begin + col) * stride_n;
-      for (int64_t row = 0; row < rows; ++row) dest[(row0 + row) * width + col] = source[row * stride_k];
+      for (int64_t row = 0; row < rows; ++row)
+        dest[(row0 + row) * width + col] = source[row * stride_k];
     }
   }
 }

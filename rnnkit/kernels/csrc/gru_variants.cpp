@@ -118,14 +118,7 @@ void forward_loop(const GRUVariantData<scalar_t>& d) {
     const int64_t first = units.row_begin;
     const auto [first_row, last_row] = units.rows(batch);
     if constexpr (kDropout) {  // variational dropout: one mask for every step
-      for (int64_t row = first; row < units.row_end; ++row) {
-        scalar_t* __restrict__ dropped = d.recurrent_inputs + row * hidden;
-        const scalar_t* __restrict__ h = d.hiddens + row * hidden;
-        const scalar_t* __restrict__ keep = d.recurrent_mask + row * hidden;
-        RNNKIT_SIMD
-        for (int64_t j = units.begin; j < units.end; ++j) dropped[j] = h[j] * keep[j];
-      }
-      units.barrier();
+      drop_first_state(units, hidden, d.hiddens, d.recurrent_mask, d.recurrent_inputs);
     }
     for (int64_t t = 0; t < d.steps; ++t) {
       const scalar_t* gemm_input =

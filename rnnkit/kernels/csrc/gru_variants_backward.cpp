@@ -49,22 +49,11 @@ void backward_loop(const GRUVariantGrads<scalar_t>& d) {
     const int64_t step_row = t * batch + row, at_row = step_row * hidden;
     const int64_t at_gates = step_row * width;
     scalar_t* __restrict__ carry = d.carry_h + row * hidden;
-    if constexpr (kDropout) {  // dL/dh_t = what skipped W_hh + (through W_hh) * mask
-      const scalar_t* __restrict__ through = d.through_w + row * hidden;
-      const scalar_t* __restrict__ keep = d.recurrent_mask + row * hidden;
-      RNNKIT_SIMD
-      for (int64_t j = begin; j < end; ++j) carry[j] += through[j] * keep[j];
-    }
     const bool runs = running(d.mask, t, batch, row);
-    if (runs && d.grad_output != nullptr) {
-      const scalar_t* __restrict__ out = d.grad_output + at_row;
-      RNNKIT_SIMD
-      for (int64_t j = begin; j < end; ++j) carry[j] += out[j];
-    }
-    if (d.hidden_grads) {
-      scalar_t* __restrict__ seen = d.hidden_grads + at_row;
-      for (int64_t j = begin; j < end; ++j) seen[j] = runs ? carry[j] : scalar_t(0);
-    }
+    assemble_hidden_grad(carry, kDropout ? d.through_w + row * hidden : nullptr,
+                         kDropout ? d.recurrent_mask + row * hidden : nullptr,
+                         d.grad_output ? d.grad_output + at_row : nullptr,
+                         d.hidden_grads ? d.hidden_grads + at_row : nullptr, runs, begin, end);
     scalar_t* __restrict__ input_reset = d.grad_from_input + at_gates;
     scalar_t* __restrict__ input_update = input_reset + hidden;
     scalar_t* __restrict__ input_new = input_reset + 2 * hidden;

@@ -85,7 +85,9 @@ void backward_loop(const LSTMVariantGrads<scalar_t>& d) {
         std::memset(d.grad_from_hidden + step_row * width, 0, sizeof(scalar_t) * width);
         std::memset(d.grad_shown + at_row, 0, sizeof(scalar_t) * hidden);
       }
-      if (d.cell_grads) std::memset(d.cell_grads + at_row + begin, 0, sizeof(scalar_t) * (end - begin));
+      if (d.cell_grads) {
+        std::memset(d.cell_grads + at_row + begin, 0, sizeof(scalar_t) * (end - begin));
+      }
       return;
     }
     scalar_t* __restrict__ grad_forget = grad_input + hidden;

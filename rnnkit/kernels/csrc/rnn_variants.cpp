@@ -76,14 +76,7 @@ void forward_loop(const RNNVariantData<scalar_t>& d) {
                                               true, 1, hidden, units);
     const int64_t first = units.row_begin;
     if constexpr (kDropout) {  // variational dropout: one mask for every step
-      for (int64_t row = first; row < units.row_end; ++row) {
-        scalar_t* __restrict__ dropped = d.recurrent_inputs + row * hidden;
-        const scalar_t* __restrict__ h = d.hiddens + row * hidden;
-        const scalar_t* __restrict__ keep = d.recurrent_mask + row * hidden;
-        RNNKIT_SIMD
-        for (int64_t j = units.begin; j < units.end; ++j) dropped[j] = h[j] * keep[j];
-      }
-      units.barrier();
+      drop_first_state(units, hidden, d.hiddens, d.recurrent_mask, d.recurrent_inputs);
     }
     for (int64_t t = 0; t < d.steps; ++t) {
       const scalar_t* gemm_input =
@@ -103,22 +96,11 @@ void backward_loop(const RNNVariantData<scalar_t>& d) {
   auto step_row = [&](int64_t t, int64_t row, int64_t begin, int64_t end) RNNKIT_FLATTEN {
     const int64_t at_row = (t * batch + row) * hidden;
     scalar_t* __restrict__ carry = d.carry_h + row * hidden;
-    if constexpr (kDropout) {  // dL/dh_t = what skipped W_hh + (through W_hh) * mask
-      const scalar_t* __restrict__ through = d.through_w + row * hidden;
-      const scalar_t* __restrict__ keep = d.recurrent_mask + row * hidden;
-      RNNKIT_SIMD
-      for (int64_t j = begin; j < end; ++j) carry[j] += through[j] * keep[j];
-    }
     const bool runs = running(d.mask, t, batch, row);
-    if (runs && d.grad_output != nullptr) {
-      const scalar_t* __restrict__ out = d.grad_output + at_row;
-      RNNKIT_SIMD
-      for (int64_t j = begin; j < end; ++j) carry[j] += out[j];
-    }
-    if (d.hidden_grads) {
-      scalar_t* __restrict__ seen = d.hidden_grads + at_row;
-      for (int64_t j = begin; j < end; ++j) seen[j] = runs ? carry[j] : scalar_t(0);
-    }
+    assemble_hidden_grad(carry, kDropout ? d.through_w + row * hidden : nullptr,
+                         kDropout ? d.recurrent_mask + row * hidden : nullptr,
+                         d.grad_output ? d.grad_output + at_row : nullptr,
+                         d.hidden_grads ? d.hidden_grads + at_row : nullptr, runs, begin, end);
     scalar_t* __restrict__ pre = d.grad_pre + at_row;
     if (!runs) {  // held past the end: passes through as is (it stays in carry)
       std::memset(pre + begin, 0, sizeof(scalar_t) * (end - begin));

@@ -222,6 +222,44 @@ inline void layer_norm_input_grads(int64_t rows, int64_t width, scalar_t* grad,
   }
 }
 
+// Variational dropout's input to the first step's GEMM: h_0 * mask, over this thread's rows and
+// units, then the team waits for all of it (later steps drop h_t as they write it).
+template <typename scalar_t>
+inline void drop_first_state(const UnitRange& units, int64_t hidden, const scalar_t* hiddens,
+                             const scalar_t* recurrent_mask, scalar_t* dropped_inputs) {
+  for (int64_t row = units.row_begin; row < units.row_end; ++row) {
+    scalar_t* __restrict__ dropped = dropped_inputs + row * hidden;
+    const scalar_t* __restrict__ h = hiddens + row * hidden;
+    const scalar_t* __restrict__ keep = recurrent_mask + row * hidden;
+    RNNKIT_SIMD
+    for (int64_t j = units.begin; j < units.end; ++j) dropped[j] = h[j] * keep[j];
+  }
+  units.barrier();
+}
+
+// dL/dh_t of one row's units [begin, end), assembled in `carry` (which holds what skipped W_hh):
+// plus what came back through W_hh (times the recurrent-dropout mask `keep`) when `through` is
+// given, plus the output's gradient `out` while the row runs; `seen`, when given, records it
+// for the internals (zero once the sequence has finished).
+template <typename scalar_t>
+inline void assemble_hidden_grad(scalar_t* __restrict__ carry,
+                                 const scalar_t* __restrict__ through,
+                                 const scalar_t* __restrict__ keep,
+                                 const scalar_t* __restrict__ out, scalar_t* __restrict__ seen,
+                                 bool runs, int64_t begin, int64_t end) {
+  if (through != nullptr) {
+    RNNKIT_SIMD
+    for (int64_t j = begin; j < end; ++j) carry[j] += through[j] * keep[j];
+  }
+  if (runs && out != nullptr) {
+    RNNKIT_SIMD
+    for (int64_t j = begin; j < end; ++j) carry[j] += out[j];
+  }
+  if (seen != nullptr) {
+    for (int64_t j = begin; j < end; ++j) seen[j] = runs ? carry[j] : scalar_t(0);
+  }
+}
+
 // Zoneout shares, one row of H per (step, batch row). Training masks are [T, N, H]; in eval
 // the layer passes the expectation p expanded from one element, kept here as one row with
 // row stride 0 (no [T, N, H] copy); an absent zoneout is a row of zeros (lerp by 0 is exact).
