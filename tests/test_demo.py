@@ -97,3 +97,18 @@ def test_gradflow_command(tmp_path, capsys):
     numbers = json.loads(out.with_suffix(".json").read_text())
     assert numbers["rnn"]["hidden_decay"] < 0.8 < numbers["lstm-chrono"]["cell_decay"]
     assert out.read_bytes()[:4] == b"\x89PNG" and "lstm-chrono" in capsys.readouterr().out
+
+
+def test_flow_summary_names_a_cell_gradient_that_underflows(capsys):
+    """A ‖dL/dc‖ that reaches exactly 0 has no finite max/min: the line says so, not 'inf'."""
+    from rnnkit.commands.demo import print_flow_summary
+
+    def flow(cell_norm):
+        return {"label": "lstm", "hidden_norm": [1.0, 0.5, 0.25], "cell_norm": cell_norm,
+                "hidden_decay": 0.5, "cell_decay": 0.5}
+
+    print_flow_summary({"gradient_flow": {"length": 3, "initial": {
+        "lstm": flow([1.0, 0.5, 0.0]), "lstm-chrono": flow([1.0, 0.8, 0.5])}}})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].endswith("max/min over 3 steps ∞ (it underflows to 0)")
+    assert lines[2].endswith("max/min over 3 steps 2")

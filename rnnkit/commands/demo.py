@@ -8,6 +8,7 @@ No data to download; a few minutes on two CPU cores.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -149,6 +150,8 @@ def print_flow_summary(data: dict) -> None:
         line = (f"  {cell:<11} ‖dL/dh‖ ×{measured.hidden_decay:.3f} per step, "
                 f"{measured.ratio(50):.1e}")
         if measured.cell_norm is not None:
+            spread = measured.spread("cell")
+            shown = f"{spread:.3g}" if math.isfinite(spread) else "∞ (it underflows to 0)"
             line += (f";  ‖dL/dc‖ ×{measured.cell_decay:.3f} per step, max/min over "
-                     f"{len(measured.cell_norm)} steps {measured.spread('cell'):.3g}")
+                     f"{len(measured.cell_norm)} steps {shown}")
         print(line)
