@@ -55,29 +55,14 @@ void backward_loop(const LSTMVariantGrads<scalar_t>& d) {
   auto gate_grads = [&](int64_t t, int64_t row, int64_t begin, int64_t end) RNNKIT_FLATTEN {
     const int64_t step_row = t * batch + row, at_row = step_row * hidden;
     scalar_t* __restrict__ carry = d.carry_h + row * hidden;
-    const scalar_t* __restrict__ through = d.through_w + row * hidden;
-    const scalar_t* __restrict__ keep = d.recurrent_mask ? d.recurrent_mask + row * hidden
-                                                         : nullptr;
     const bool runs = running(d.mask, t, batch, row);
-    const scalar_t* __restrict__ out = d.grad_output && runs ? d.grad_output + at_row : nullptr;
     // dL/dh_t, assembled in `carry`, which the pass below then overwrites with zoneout's
     // share for h_{t-1}
-    if (keep) {
-      RNNKIT_SIMD
-      for (int64_t j = begin; j < end; ++j) carry[j] += through[j] * keep[j];
-    } else {
-      RNNKIT_SIMD
-      for (int64_t j = begin; j < end; ++j) carry[j] += through[j];
-    }
-    if (out) {
-      RNNKIT_SIMD
-      for (int64_t j = begin; j < end; ++j) carry[j] += out[j];
-    }
+    assemble_hidden_grad(carry, d.through_w + row * hidden,
+                         d.recurrent_mask ? d.recurrent_mask + row * hidden : nullptr,
+                         d.grad_output ? d.grad_output + at_row : nullptr,
+                         d.hidden_grads ? d.hidden_grads + at_row : nullptr, runs, begin, end);
     scalar_t* __restrict__ grad_input = d.grad_pre + step_row * width;
-    if (d.hidden_grads) {
-      scalar_t* __restrict__ seen = d.hidden_grads + at_row;
-      for (int64_t j = begin; j < end; ++j) seen[j] = runs ? carry[j] : scalar_t(0);
-    }
     if (!runs) {  // held: the gradient passes as it is (it stays in carry and grad_c)
       for (int64_t gate = 0; gate < 4; ++gate)
         std::memset(grad_input + gate * hidden + begin, 0, sizeof(scalar_t) * (end - begin));
@@ -209,11 +194,8 @@ void backward_loop(const LSTMVariantGrads<scalar_t>& d) {
     }
   }, batch);
   // dL/dh_0 = what passed through W_hh (times the dropout mask) + what did not
-  const int64_t total = batch * hidden;
-  scalar_t* __restrict__ carry = d.carry_h;
-  const scalar_t* __restrict__ through = d.through_w;
-  const scalar_t* __restrict__ keep = d.recurrent_mask;
-  for (int64_t j = 0; j < total; ++j) carry[j] += keep ? through[j] * keep[j] : through[j];
+  assemble_hidden_grad<scalar_t>(d.carry_h, d.through_w, d.recurrent_mask, nullptr,
+                                 nullptr, true, 0, batch * hidden);
 }
 
 }  // namespace

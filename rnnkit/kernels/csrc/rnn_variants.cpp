@@ -139,12 +139,8 @@ void backward_loop(const RNNVariantData<scalar_t>& d) {
     }
   }, batch);
   if constexpr (kDropout) {  // dL/dh_0 = what skipped W_hh + (through W_hh) * mask
-    const int64_t total = batch * hidden;
-    scalar_t* __restrict__ carry = d.carry_h;
-    const scalar_t* __restrict__ through = d.through_w;
-    const scalar_t* __restrict__ keep = d.recurrent_mask;
-    RNNKIT_SIMD
-    for (int64_t j = 0; j < total; ++j) carry[j] += through[j] * keep[j];
+    assemble_hidden_grad<scalar_t>(d.carry_h, d.through_w, d.recurrent_mask, nullptr,
+                                   nullptr, true, 0, batch * hidden);
   }
 }
 

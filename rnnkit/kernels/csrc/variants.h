@@ -238,18 +238,22 @@ inline void drop_first_state(const UnitRange& units, int64_t hidden, const scala
 }
 
 // dL/dh_t of one row's units [begin, end), assembled in `carry` (which holds what skipped W_hh):
-// plus what came back through W_hh (times the recurrent-dropout mask `keep`) when `through` is
-// given, plus the output's gradient `out` while the row runs; `seen`, when given, records it
-// for the internals (zero once the sequence has finished).
+// plus what came back through W_hh when `through` is given (times the recurrent-dropout mask
+// `keep`, when there is one), plus the output's gradient `out` while the row runs; `seen`, when
+// given, records it for the internals (zero once the sequence has finished). After the loop,
+// over all N x H at once, it gives dL/dh_0.
 template <typename scalar_t>
 inline void assemble_hidden_grad(scalar_t* __restrict__ carry,
                                  const scalar_t* __restrict__ through,
                                  const scalar_t* __restrict__ keep,
                                  const scalar_t* __restrict__ out, scalar_t* __restrict__ seen,
                                  bool runs, int64_t begin, int64_t end) {
-  if (through != nullptr) {
+  if (through != nullptr && keep != nullptr) {
     RNNKIT_SIMD
     for (int64_t j = begin; j < end; ++j) carry[j] += through[j] * keep[j];
+  } else if (through != nullptr) {
+    RNNKIT_SIMD
+    for (int64_t j = begin; j < end; ++j) carry[j] += through[j];
   }
   if (runs && out != nullptr) {
     RNNKIT_SIMD
