@@ -58,3 +58,55 @@ def make_input(steps, batch, features, dtype, batch_first, packing, generator):
     lengths = torch.randint(1, steps + 1, (batch,), generator=generator)
     lengths[int(torch.randint(batch, (1,), generator=generator))] = steps
     return pack_padded_sequence(leaf, lengths, batch_first=batch_first, enforce_sorted=False), leaf
+
+
+def fused_twins(mode: str, dtype, seed: int = 0, **kwargs):
+    """An rnnkit layer on the reference path and its twin on the fused path with the same
+    weights, every parameter drawn at scale 0.4 (layer-norm gains away from 1, peepholes
+    non-zero)."""
+    torch.manual_seed(seed)
+    reference = RNNKIT_CLASSES[mode](**kwargs, backend="reference").to(dtype)
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for parameter in reference.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.4)
+    fused = RNNKIT_CLASSES[mode](**kwargs, backend="fused").to(dtype)
+    fused.load_state_dict(reference.state_dict())
+    return reference, fused
+
+
+def layer_numbers(layer, packed, leaf, seed: int) -> dict:
+    """Every number a layer gives for one input: output, final states, the gradients of a loss
+    reaching them all, and the internals (h_t, c_t, gates, extras, dL/dh_t, dL/dc_t). The seed
+    draws the zoneout / dropout masks, so twins given the same one see the same masks."""
+    torch.manual_seed(seed)
+    output, state, internals = layer(packed, return_internals=True)
+    tensors = (output_tensor(output),) + states_of(state)
+    generator = torch.Generator().manual_seed(7)
+    loss = sum((t * torch.randn(t.shape, generator=generator, dtype=t.dtype)).sum()
+               for t in tensors)
+    leaves = [leaf, *layer.parameters()]
+    grads = torch.autograd.grad(loss, leaves, retain_graph=True)  # the packing is shared
+    seen = {f"tensor{i}": t for i, t in enumerate(tensors)}
+    seen.update({f"grad{i}": g for i, g in enumerate(grads)})
+    for k, directions in enumerate(internals):
+        for d, record in enumerate(directions):
+            where = f"layer{k}.dir{d}"
+            seen[f"{where}.hidden"] = record.hidden
+            seen[f"{where}.cell"] = record.cell
+            seen[f"{where}.hidden_grad"] = record.hidden_grad
+            seen[f"{where}.cell_grad"] = record.cell_grad
+            seen.update({f"{where}.{name}": v for name, v in record.gates.items()})
+            seen.update({f"{where}.extras.{name}": v for name, v in record.extras.items()})
+    return seen
+
+
+def assert_same_numbers(actual: dict, expected: dict, dtype) -> None:
+    """Two ``layer_numbers`` alike: the same names, None where the other has None, and every
+    tensor within the dtype's tolerance."""
+    assert expected.keys() == actual.keys()
+    for name, value in expected.items():
+        if value is None:
+            assert actual[name] is None, name
+        else:
+            assert_close(actual[name], value, dtype, name)

@@ -16,7 +16,7 @@ import rnnkit
 from rnnkit.bptt.common import GradientRecorder
 from rnnkit.bptt.lstm_variants import LSTMVariantFunction
 from rnnkit.kernels import loader
-from tests.helpers import assert_close
+from tests.helpers import assert_close, assert_same_numbers, fused_twins, layer_numbers
 
 FUSED = loader.load_functions()
 needs_kernels = pytest.mark.skipif(FUSED is None, reason="the fused kernels could not be built")
@@ -189,42 +189,6 @@ def test_parallel_rows_match_the_reference(case, dtype, batch):
              dtype)
 
 
-def _twins(mode, dtype, seed=0, **kwargs):
-    torch.manual_seed(seed)
-    reference = getattr(rnnkit, mode)(**kwargs, backend="reference").to(dtype)
-    generator = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():  # layer-norm gains away from 1, peepholes non-zero
-        for parameter in reference.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.4)
-    fused = getattr(rnnkit, mode)(**kwargs, backend="fused").to(dtype)
-    fused.load_state_dict(reference.state_dict())
-    return reference, fused
-
-
-def _layer_numbers(layer, packed, leaf, seed):
-    torch.manual_seed(seed)  # the same zoneout / dropout masks for both layers
-    output, state, internals = layer(packed, return_internals=True)
-    data = output.data if isinstance(output, torch.nn.utils.rnn.PackedSequence) else output
-    tensors = (data, *state) if isinstance(state, tuple) else (data, state)
-    generator = torch.Generator().manual_seed(7)
-    loss = sum((t * torch.randn(t.shape, generator=generator, dtype=t.dtype)).sum()
-               for t in tensors)
-    leaves = [leaf, *layer.parameters()]
-    grads = torch.autograd.grad(loss, leaves, retain_graph=True)  # the packing is shared
-    seen = {f"tensor{i}": t for i, t in enumerate(tensors)}
-    seen.update({f"grad{i}": g for i, g in enumerate(grads)})
-    for k, directions in enumerate(internals):
-        for d, record in enumerate(directions):
-            where = f"layer{k}.dir{d}"
-            seen[f"{where}.hidden"] = record.hidden
-            seen[f"{where}.cell"] = record.cell
-            seen[f"{where}.hidden_grad"] = record.hidden_grad
-            seen[f"{where}.cell_grad"] = record.cell_grad
-            seen.update({f"{where}.{name}": v for name, v in record.gates.items()})
-            seen.update({f"{where}.extras.{name}": v for name, v in record.extras.items()})
-    return seen
-
-
 LAYER_CASES = {
     "layer_norm": {"layer_norm": True},
     "zoneout+recurrent_dropout": {"zoneout": (0.3, 0.2), "recurrent_dropout": 0.25},
@@ -240,27 +204,22 @@ LAYER_CASES = {
 def test_fused_layer_equals_reference_layer(case, dtype, training):
     kwargs = dict(input_size=FEATURES, hidden_size=HIDDEN, num_layers=2, bidirectional=True,
                   **LAYER_CASES[case])
-    reference, fused = _twins("LSTM", dtype, **kwargs)
+    reference, fused = fused_twins("LSTM", dtype, **kwargs)
     reference.train(training)
     fused.train(training)
     leaf = torch.randn(STEPS, BATCH, FEATURES, dtype=dtype, requires_grad=True)
     packed = torch.nn.utils.rnn.pack_padded_sequence(leaf, torch.tensor([5, 2, 4]),
                                                      enforce_sorted=False)
-    expected = _layer_numbers(reference, packed, leaf, seed=3)
-    actual = _layer_numbers(fused, packed, leaf, seed=3)
-    assert expected.keys() == actual.keys()
+    expected = layer_numbers(reference, packed, leaf, seed=3)
+    actual = layer_numbers(fused, packed, leaf, seed=3)
     if LAYER_CASES[case].get("layer_norm"):
         assert "layer0.dir1.extras.normalized_hh" in actual
-    for name, e in expected.items():
-        if e is None:
-            assert actual[name] is None, name
-        else:
-            assert_close(actual[name], e, dtype, name)
+    assert_same_numbers(actual, expected, dtype)
 
 
 def test_fused_layer_actually_runs_the_kernel(monkeypatch):
     """The layer reaches the fused Function: breaking the reference one changes nothing."""
-    reference, fused = _twins("LSTM", torch.float64, input_size=FEATURES, hidden_size=HIDDEN,
+    reference, fused = fused_twins("LSTM", torch.float64, input_size=FEATURES, hidden_size=HIDDEN,
                               layer_norm=True, peephole=True)
     x = torch.randn(STEPS, BATCH, FEATURES, dtype=torch.float64)
     expected = reference(x)[0]
