@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
+import pytest
 import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
@@ -60,6 +63,33 @@ def make_input(steps, batch, features, dtype, batch_first, packing, generator):
     return pack_padded_sequence(leaf, lengths, batch_first=batch_first, enforce_sorted=False), leaf
 
 
+def _reference_functions() -> tuple:
+    from rnnkit import bptt
+    from rnnkit.bptt.gru_variants import GRUVariantFunction, RNNVariantFunction
+    from rnnkit.bptt.lstm_variants import LSTMVariantFunction
+
+    return (bptt.LSTMFunction, bptt.GRUFunction, bptt.RNNFunction, LSTMVariantFunction,
+            GRUVariantFunction, RNNVariantFunction)
+
+
+@contextmanager
+def reference_forbidden():
+    """Inside, every reference Function (``rnnkit.bptt``) raises, forward and backward: numbers
+    obtained here came from the fused kernels, not from a quiet fallback."""
+
+    def refuse(name):
+        def raising(*args, **kwargs):
+            raise AssertionError(f"the reference {name} ran where the fused kernel should")
+
+        return staticmethod(raising)
+
+    with pytest.MonkeyPatch.context() as patch:
+        for function in _reference_functions():
+            patch.setattr(function, "forward", refuse(f"{function.__name__}.forward"))
+            patch.setattr(function, "backward", refuse(f"{function.__name__}.backward"))
+        yield
+
+
 def fused_twins(mode: str, dtype, seed: int = 0, **kwargs):
     """An rnnkit layer on the reference path and its twin on the fused path with the same
     weights, every parameter drawn at scale 0.4 (layer-norm gains away from 1, peepholes
@@ -78,7 +108,15 @@ def fused_twins(mode: str, dtype, seed: int = 0, **kwargs):
 def layer_numbers(layer, packed, leaf, seed: int) -> dict:
     """Every number a layer gives for one input: output, final states, the gradients of a loss
     reaching them all, and the internals (h_t, c_t, gates, extras, dL/dh_t, dL/dc_t). The seed
-    draws the zoneout / dropout masks, so twins given the same one see the same masks."""
+    draws the zoneout / dropout masks, so twins given the same one see the same masks. A layer on
+    ``backend="fused"`` runs with the reference Functions forbidden."""
+    if getattr(layer, "backend", None) == "fused":
+        with reference_forbidden():
+            return _layer_numbers(layer, packed, leaf, seed)
+    return _layer_numbers(layer, packed, leaf, seed)
+
+
+def _layer_numbers(layer, packed, leaf, seed: int) -> dict:
     torch.manual_seed(seed)
     output, state, internals = layer(packed, return_internals=True)
     tensors = (output_tensor(output),) + states_of(state)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from contextlib import nullcontext
 
 import pytest
 import torch
@@ -18,11 +19,17 @@ import rnnkit
 from rnnkit import backends
 from rnnkit.bptt.common import GradientRecorder
 from rnnkit.kernels import loader
-from tests.helpers import RNNKIT_CLASSES, assert_close, make_input, output_tensor, states_of
+from tests.helpers import (
+    RNNKIT_CLASSES,
+    assert_close,
+    make_input,
+    output_tensor,
+    reference_forbidden,
+    states_of,
+)
 from tests.test_parity import FAMILIES
 
 FUSED = loader.load_functions()
-needs_kernels = pytest.mark.skipif(FUSED is None, reason="the fused kernels could not be built")
 
 FAMILY_IDS = [f"{mode}{index}" for index, (mode, _) in enumerate(FAMILIES)]
 MATRIX = list(
@@ -81,7 +88,7 @@ def _run(module, packed_input, leaf, hx, weights):
     return seen
 
 
-@needs_kernels
+@pytest.mark.fused
 @pytest.mark.parametrize("config", MATRIX, ids=[_id(c) for c in MATRIX])
 def test_fused_matches_reference(config):
     family, layers, bidirectional, batch_first, bias, packing, initial, dtype = config
@@ -111,19 +118,20 @@ def test_fused_matches_reference(config):
         for t in (output_tensor(expected_output),) + states_of(expected_state)
     ]
     expected = _run(reference, packed_input, leaf, hx, weights)
-    actual = _run(fused, packed_input, leaf, hx, weights)
+    with reference_forbidden():
+        actual = _run(fused, packed_input, leaf, hx, weights)
     assert actual.keys() == expected.keys()
     for name, value in expected.items():
         assert_close(actual[name], value, dtype, name)
 
 
-@needs_kernels
+@pytest.mark.fused
 @pytest.mark.parametrize("mode,extra", FAMILIES, ids=FAMILY_IDS)
 def test_inference_matches_training_forward(mode, extra):
     """Under no_grad the fused path skips the autograd node; the numbers stay the same."""
     reference, fused = _twins(mode, torch.float32, 1, input_size=6, hidden_size=7, **extra)
     x = torch.randn(9, 4, 6)
-    with torch.no_grad():
+    with torch.no_grad(), reference_forbidden():
         output, state = fused(x)
     expected_output, expected_state = reference(x)
     assert_close(output, expected_output, torch.float32, "output")
@@ -133,7 +141,7 @@ def test_inference_matches_training_forward(mode, extra):
 
 
 
-@needs_kernels
+@pytest.mark.fused
 @pytest.mark.parametrize("mode,extra", FAMILIES, ids=FAMILY_IDS)
 @pytest.mark.parametrize(
     "batch,threads,hidden", [(1, 1, 370), (1, 2, 370), (2, 2, 130), (3, 2, 300), (33, 2, 40)]
@@ -156,8 +164,9 @@ def test_few_rows_and_long_sequences_match_reference(mode, extra, batch, threads
             results = []
             for layer in (reference, fused):
                 leaf = x.clone().requires_grad_(True)
-                output, _ = layer(leaf)
-                (output * weights).sum().backward()
+                with reference_forbidden() if layer is fused else nullcontext():
+                    output, _ = layer(leaf)
+                    (output * weights).sum().backward()
                 grads = (leaf.grad, layer.weight_hh_l0.grad, layer.weight_ih_l0.grad)
                 results.append((output, *grads))
             for name, actual, expected in zip(("output", "x", "W_hh", "W_ih"), *results[::-1]):
@@ -189,7 +198,7 @@ def _sequence_arguments(mode, masked, projected, generator):
     return (x, h0, *weights, "tanh", mask, None)
 
 
-@needs_kernels
+@pytest.mark.fused
 @pytest.mark.parametrize(
     "mode,masked,projected",
     [("LSTM", False, False), ("LSTM", True, False), ("LSTM", True, True),
@@ -210,7 +219,7 @@ def test_gradcheck_fused_functions(mode, masked, projected):
     assert torch.autograd.gradcheck(run, [arguments[i] for i in differentiable])
 
 
-@needs_kernels
+@pytest.mark.fused
 def test_recorder_records_zero_past_the_end():
     generator = torch.Generator().manual_seed(2)
     arguments = list(_sequence_arguments("LSTM", True, False, generator))
@@ -225,7 +234,7 @@ def test_recorder_records_zero_past_the_end():
     assert recorder.hidden_grad[0].abs().sum() > 0
 
 
-@needs_kernels
+@pytest.mark.fused(calls=False)
 def test_load_functions_is_cached():
     assert loader.load_functions() is loader.load_functions()
     assert backends.select("fused").name == "fused"
@@ -283,7 +292,7 @@ def test_cache_key_follows_the_sources(monkeypatch, tmp_path):
     assert loader._key(["-O2"]) != loader._key(["-O3"])
 
 
-@needs_kernels
+@pytest.mark.fused(calls=False)
 def test_cli_build_kernels_reports_the_folder(capsys):
     from rnnkit.cli import main
 

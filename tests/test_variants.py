@@ -196,12 +196,20 @@ def test_weight_drop_is_dropconnect_on_w_hh_once_per_forward():
     with torch.no_grad():
         plain.weight_hh_l0.copy_(dropped)
     torch.testing.assert_close(first, plain(x)[0], rtol=1e-12, atol=1e-12)
+    # in eval, weight drop is the identity: the same numbers as the layer without it, and as
+    # torch.nn.LSTM, from the same state_dict (weight drop keeps W_hh as weight_hh_l0 itself)
     layer.eval()
-    torch.testing.assert_close(
-        layer(x)[0],
-        rnnkit.LSTM(3, 4).double().requires_grad_(False).load_state_dict(layer.state_dict())
-        and layer(x)[0],
-    )
+    plain.load_state_dict(layer.state_dict())
+    torch_lstm = torch.nn.LSTM(3, 4).double()
+    torch_lstm.load_state_dict(layer.state_dict())
+    hx = (torch.randn(1, 2, 4, dtype=DTYPE), torch.randn(1, 2, 4, dtype=DTYPE))
+    output, (h_n, c_n) = layer(x, hx)
+    for twin in (plain, torch_lstm):
+        expected, (h_expected, c_expected) = twin(x, hx)
+        for actual, wanted in ((output, expected), (h_n, h_expected), (c_n, c_expected)):
+            torch.testing.assert_close(actual, wanted, rtol=1e-12, atol=1e-12)
+    torch.manual_seed(1)  # the seed that dropped weights in training drops none in eval
+    assert torch.equal(layer(x, hx)[0], output)
     (layer.train()(x)[0].sum()).backward()
     assert layer.weight_hh_l0.grad is not None and layer.weight_hh_l0.grad.abs().sum() > 0
 

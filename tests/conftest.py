@@ -1,0 +1,74 @@
+"""Shared fixtures: the fused kernels required in CI, and proof that fused tests ran C++.
+
+``RNNKIT_REQUIRE_FUSED=1`` (set by ``.ci/run``) makes a session whose kernels do not build or
+load stop before any test runs, so a compile error in ``csrc/`` cannot land green as ~1,200
+skipped tests. Without it, a machine with no compiler skips the tests marked ``fused``.
+
+Every test marked ``fused`` runs with the extension wrapped in a counter and fails if no C++
+kernel was called: a fused test that quietly ran the reference path cannot pass.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+
+import pytest
+
+from rnnkit.kernels import loader
+
+REQUIRE_FUSED = os.environ.get("RNNKIT_REQUIRE_FUSED") == "1"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "fused: needs the fused C++ kernels, and must call them (tests/conftest.py)"
+    )
+
+
+def pytest_sessionstart(session):
+    if REQUIRE_FUSED and loader.load_functions() is None:
+        pytest.exit(f"RNNKIT_REQUIRE_FUSED=1 but the fused kernels did not build or load: "
+                    f"{loader.failure()}", returncode=1)
+
+
+class CountingExtension:
+    """The built extension with every kernel call counted by name."""
+
+    def __init__(self, extension, calls: collections.Counter) -> None:
+        self._extension = extension
+        self._calls = calls
+
+    def __getattr__(self, name: str):
+        value = getattr(self._extension, name)
+        if not callable(value):
+            return value
+
+        def counted(*args, **kwargs):
+            self._calls[name] += 1
+            return value(*args, **kwargs)
+
+        return counted
+
+
+@pytest.fixture(autouse=True)
+def _fused_kernels_ran(request, monkeypatch):
+    """For a test marked ``fused``: skip (or, in CI, fail) without kernels; count their calls."""
+    marker = request.node.get_closest_marker("fused")
+    if marker is None:
+        yield None
+        return
+    if loader.load_functions() is None:
+        message = f"the fused kernels could not be built: {loader.failure()}"
+        if REQUIRE_FUSED:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    from rnnkit.kernels import functions, variant_functions
+
+    calls: collections.Counter = collections.Counter()
+    counting = CountingExtension(functions._extension, calls)
+    monkeypatch.setattr(functions, "_extension", counting)
+    monkeypatch.setattr(variant_functions, "_extension", counting)
+    yield calls
+    if marker.kwargs.get("calls", True):  # fused(calls=False): needs the build, runs no kernel
+        assert sum(calls.values()) > 0, "a test marked fused never called a fused C++ kernel"
