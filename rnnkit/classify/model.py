@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnkit import GRU, LSTM, RNN
+from rnnkit.backends import BACKENDS
 from rnnkit.classify.data import PADDING
 from rnnkit.errors import UserError
 
@@ -43,6 +44,9 @@ class ClassifierConfig:
     def validate(self) -> ClassifierConfig:
         if self.cell not in CELLS:
             raise UserError(f"--cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
+        if self.backend not in BACKENDS:
+            raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got "
+                            f"{self.backend!r}")
         if self.pooling not in POOLINGS:
             raise UserError(f"--pooling must be one of {', '.join(POOLINGS)}, got "
                             f"{self.pooling!r}")

@@ -250,7 +250,7 @@ def _from_checkpoint(checkpoint) -> ClassifierRun:
         classes = list(data["classes"])
         model = Classifier(config.model)
         model.load_state_dict(checkpoint.tensors)
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as error:
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UserError(f"{where} is corrupt or does not fit its weights ({first_line})") \
             from None

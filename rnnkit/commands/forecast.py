@@ -96,10 +96,13 @@ def register(subparsers) -> None:
 
 def parse_quantiles(text: str) -> list[float]:
     try:
-        return [float(part) for part in text.split(",") if part.strip()]
+        quantiles = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
+        quantiles = []
+    if not quantiles:  # (an empty list silently meant "no quantiles")
         raise UserError(f"--quantiles must be numbers separated by commas, e.g. 0.1,0.5,0.9; "
-                        f"got {text!r}") from None
+                        f"got {text!r}")
+    return quantiles
 
 
 def run_train(args) -> int:
@@ -112,7 +115,7 @@ def run_train(args) -> int:
         overrides = {TRAIN_FLAGS[name][1]: value for name, value in given.items()
                      if TRAIN_FLAGS[name][0] == "train"}
         others = [name for name in given if TRAIN_FLAGS[name][0] != "train"]
-        if others or args.data or args.target or args.covariates or args.quantiles:
+        if others or args.data or args.target or args.covariates or args.quantiles is not None:
             raise UserError("--resume continues the run with its saved data and model; give "
                             "only budgets (--max-steps, --epochs, --time-budget, --patience)")
         trainer = resume_forecast(args.resume, overrides, progress=progress)
@@ -128,7 +131,7 @@ def run_train(args) -> int:
         config = ForecastConfig()
         config.data.path, config.data.target, config.data.sort = args.data, args.target, args.sort
         config.data.covariates = [c.strip() for c in args.covariates.split(",") if c.strip()]
-        if args.quantiles:
+        if args.quantiles is not None:
             config.model.quantiles = parse_quantiles(args.quantiles)
         if args.out:
             config.out = args.out
@@ -175,6 +178,9 @@ def run_predict(args) -> int:
     from rnnkit.forecast.output import plot_forecast, write_forecast_csv
     from rnnkit.forecast.run import load_forecast
 
+    if args.history < 0:
+        raise UserError(f"--history must be a number of past points >= 0 (0: four horizons, "
+                        f"at least 48), got {args.history}")
     run = load_forecast(args.run, args.checkpoint)
     series = _series_for(run, args.data)
     horizon = args.horizon or run.config.model.horizon

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit import GRU, LSTM, RNN
+from rnnkit.backends import BACKENDS
 from rnnkit.errors import UserError
 
 CELLS = {"rnn": RNN, "gru": GRU, "lstm": LSTM}
@@ -45,6 +46,9 @@ class ForecasterConfig:
     def validate(self) -> ForecasterConfig:
         if self.cell not in CELLS:
             raise UserError(f"--cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
+        if self.backend not in BACKENDS:
+            raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got "
+                            f"{self.backend!r}")
         if self.head not in HEADS:
             raise UserError(f"--head must be one of {', '.join(HEADS)}, got {self.head!r}")
         if self.window_norm not in WINDOW_NORMS:

@@ -83,6 +83,9 @@ class ForecastData:
     def __init__(self, config: ForecastConfig, series: Series | None = None,
                  scaler: Scaler | None = None) -> None:
         data, model = config.data, config.model
+        if data.season < 0:  # (a negative one made the seasonal-naive baseline read the future)
+            raise UserError(f"--season must be a number of steps >= 1 (or 0: from the "
+                            f"frequency), got {data.season}")
         self.series = series or read_series(data.path, data.target, time_col=data.time_col,
                                             covariates=data.covariates, fill=data.fill,
                                             sort=data.sort)
@@ -194,7 +197,7 @@ def _from_checkpoint(checkpoint) -> ForecastRun:
         scaler = Scaler.from_dict(data["scaler"])
         model = Forecaster(config.model)
         model.load_state_dict(checkpoint.tensors)
-    except (KeyError, TypeError, RuntimeError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as error:
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UserError(f"{where} is corrupt or does not fit its weights ({first_line})") \
             from None

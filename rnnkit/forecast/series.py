@@ -242,6 +242,10 @@ def read_series(path: str | Path, target: str, *, time_col: str | None = None,
             raise UserError(f"{path}: {where}, column {columns[column_index]!r} has no value "
                             f"({int(missing.sum())} empty cell(s) or missing time step(s) in "
                             f"all); pass --fill forward, linear or zero to fill them")
+        for index, column in enumerate(columns):
+            if missing[:, index].all():
+                raise UserError(f"{path}: column {column!r} has no values at all; --fill "
+                                f"{fill} needs at least one to fill from")
         values = fill_missing(values, fill)
         series.filled = int(missing.sum())
     series.values = values

@@ -114,6 +114,8 @@ def check_windows(split: Split, lookback: int, horizon: int, stride: int = 1) ->
     if lookback < 1 or horizon < 1:
         raise UserError(f"--lookback and --horizon must be positive, got {lookback} and "
                         f"{horizon}")
+    if stride < 1:  # (0 made range() raise; a negative one left no window and blamed --horizon)
+        raise UserError(f"--stride must be a positive number of steps, got {stride}")
     origins = {}
     for name in ("train", "val", "test"):
         start, end = split.part(name)
