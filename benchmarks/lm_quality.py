@@ -2,17 +2,20 @@
 
 Each run gets the same wall-clock budget (evaluations included), one after the other so they
 do not share the cores, and the same data: the first 90% of the text for training, the last
-10% for validation. Runs (``--runs``):
+10% for validation. Runs (``--runs``), in pairs that differ only in the recurrent layer:
 
-- ``torch``: embedding -> torch.nn.LSTM -> decoder, AdamW 2e-3, no dropout, constant rate
-  (the issue's baseline);
-- ``rnnkit-same``: the same settings with rnnkit's LSTM (isolates the layer);
-- ``rnnkit``: rnnkit's model with the settings below (dropout, cosine decay, weight decay).
+- ``torch`` and ``rnnkit-same`` (the default pair): embedding -> torch.nn.LSTM or rnnkit.LSTM
+  -> decoder, AdamW 2e-3, no dropout, constant rate — the same settings and starting weights;
+- ``torch-tuned`` and ``rnnkit``: the settings below (dropout, cosine decay, weight decay),
+  given to both layers alike.
 
-Prints validation loss (nats/char) over time for each run, a side-by-side table and a sample.
+A comparison of ``torch`` against ``rnnkit`` would pit untuned against tuned settings: the
+script refuses to make it without ``--allow-unpaired``. Prints validation loss (nats/char)
+over time for each run, a side-by-side table and a sample; ``--results-name NAME`` writes
+``benchmarks/results/NAME.json``.
 
     python benchmarks/lm_quality.py --time-budget 600            # the 10-minute comparison
-    python benchmarks/lm_quality.py --time-budget 30 --eval-every 20 --runs torch,rnnkit
+    python benchmarks/lm_quality.py --time-budget 600 --runs torch-tuned,rnnkit
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from results import write_results
 from torch import nn
 
 from rnnkit.data.language_data import prepare_language_data
@@ -35,7 +39,9 @@ from rnnkit.train.trainer import Trainer
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared beside the repo
 DEFAULT_DATA = SHARED_DATA / "tinyshakespeare.txt"
-RUNS = ("torch", "rnnkit-same", "rnnkit")
+RUNS = ("torch", "rnnkit-same", "torch-tuned", "rnnkit")
+PAIRS = {"torch": "rnnkit-same", "rnnkit-same": "torch", "torch-tuned": "rnnkit",
+         "rnnkit": "torch-tuned"}
 
 
 class TorchLanguageModel(LanguageModel):
@@ -56,7 +62,9 @@ class TorchLanguageModel(LanguageModel):
 def parse_arguments(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--runs", default="torch,rnnkit", help=f"comma list of {RUNS}")
+    parser.add_argument("--runs", default="torch,rnnkit-same", help=f"comma list of {RUNS}")
+    parser.add_argument("--allow-unpaired", action="store_true",
+                        help="run a set whose torch and rnnkit runs have different settings")
     parser.add_argument("--time-budget", type=float, default=600.0, help="seconds per run")
     parser.add_argument("--eval-every", type=int, default=100, help="steps between evaluations")
     parser.add_argument("--layers", type=int, default=2)
@@ -74,12 +82,13 @@ def parse_arguments(argv=None):
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--out-dir", type=Path, default=None, help="run folders (default: tmp)")
-    parser.add_argument("--json", type=Path, default=None, help="write all curves here")
+    parser.add_argument("--results-name", default="",
+                        help="write the curves to benchmarks/results/NAME.json")
     return parser.parse_args(argv)
 
 
 def run_config(args, name: str, out: Path) -> RunConfig:
-    tuned = name == "rnnkit"
+    tuned = name in ("rnnkit", "torch-tuned")
     overrides = {
         "data.path": str(args.data), "data.level": "char", "data.val_fraction": 0.1,
         "data.cache_dir": str(out / "cache"), "out": str(out / name),
@@ -101,7 +110,8 @@ def train_one(args, name: str, out: Path) -> dict:
     data = prepare_language_data(config.data)
     config.model.vocab_size = data.tokenizer.vocab_size
     torch.manual_seed(config.train.seed)
-    model = TorchLanguageModel(config.model) if name == "torch" else LanguageModel(config.model)
+    torch_layer = name.startswith("torch")
+    model = TorchLanguageModel(config.model) if torch_layer else LanguageModel(config.model)
     trainer = Trainer(model, config, data, out / name, tensorboard=False)
     curve = []
 
@@ -159,6 +169,12 @@ def main(argv=None) -> int:
     if unknown:
         print(f"lm_quality: unknown run(s) {sorted(unknown)}; choose from {RUNS}", file=sys.stderr)
         return 2
+    unpaired = [name for name in names if PAIRS[name] not in names]
+    if unpaired and not args.allow_unpaired:
+        print(f"lm_quality: {', '.join(unpaired)} without its like-for-like twin "
+              f"({', '.join(PAIRS[name] for name in unpaired)}); add it, or pass "
+              f"--allow-unpaired", file=sys.stderr)
+        return 2
     out = args.out_dir or Path(tempfile.mkdtemp(prefix="rnnkit-lm-quality-"))
     print(f"Tiny Shakespeare, {args.time_budget:.0f} s per run, {torch.get_num_threads()} "
           f"threads; run folders in {out}")
@@ -167,8 +183,12 @@ def main(argv=None) -> int:
     for result in results:
         if result["sample"]:
             print(f"\nsample from {result['name']} (temperature 0.8):\n{result['sample']}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+    if args.results_name:
+        settings = {key: value for key, value in vars(args).items() if key != "data"}
+        settings = {key: str(value) if isinstance(value, Path) else value
+                    for key, value in settings.items()}
+        path = write_results(args.results_name, {"settings": settings, "runs": results})
+        print(f"wrote {path}")
     return 0
 
 
