@@ -116,6 +116,9 @@ class TrainConfig:
             )
         if not 0.0 < self.plateau_factor <= 1.0:
             raise UserError(f"--plateau-factor must be in (0, 1], got {self.plateau_factor}")
+        if self.schedule == "cosine" and self.min_lr > self.lr:
+            raise UserError(f"--min-lr {self.min_lr} is above --lr {self.lr}: cosine decays "
+                            f"from --lr down to --min-lr")
         if self.schedule == "cosine" and not (self.max_steps or self.epochs or self.time_budget):
             raise UserError(
                 "--schedule cosine needs a budget to decay over: --max-steps, --epochs or "
@@ -153,12 +156,18 @@ class RunConfig:
         built = {}
         for name, kind in sections.items():
             values = data.get(name, {}) or {}
-            known = {item.name for item in fields(kind)}
-            extra = set(values) - known
+            if not isinstance(values, dict):
+                raise UserError(f"config: [{name}] must be a table of settings, got {values!r}")
+            known = {item.name: item.type for item in fields(kind)}
+            extra = set(values) - set(known)
             if extra:
                 raise UserError(f"config [{name}]: unknown key(s) {', '.join(sorted(extra))}")
+            for key, value in values.items():
+                check_type(f"config [{name}] {key}", known[key], value)
             built[name] = kind(**values)
-        return cls(**built, out=data.get("out", ""))
+        out = data.get("out", "")
+        check_type("config out", "str", out)
+        return cls(**built, out=out)
 
     @classmethod
     def from_sources(cls, toml_path: str | None, overrides: dict) -> RunConfig:
@@ -184,6 +193,31 @@ class RunConfig:
             else:
                 data[section] = value
         return cls.from_dict(data).validate()
+
+
+# what each annotation of the dataclasses above (strings: postponed annotations) accepts
+EXPECTED = {
+    "str": ((str,), "a string"),
+    "int": ((int,), "an integer"),
+    "float": ((int, float), "a number"),
+    "bool": ((bool,), "true or false"),
+}
+
+
+def check_type(where: str, annotation: str, value) -> None:
+    """Refuse a TOML or config.json value of the wrong type (flags are typed by argparse)."""
+    kind, _, optional = str(annotation).partition(" | ")
+    if value is None and optional == "None":
+        return
+    if kind == "list[str]":
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return
+        raise UserError(f"{where}: expected a list of strings, got {value!r}")
+    if kind not in EXPECTED:
+        return
+    types, text = EXPECTED[kind]
+    if not isinstance(value, types) or (kind != "bool" and isinstance(value, bool)):
+        raise UserError(f"{where}: expected {text}, got {value!r}")
 
 
 def flag(name: str) -> str:
