@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from rnnkit import GRU, LSTM, RNN
 from rnnkit import init as gate_init
+from rnnkit.backends import BACKENDS
 from rnnkit.errors import UserError
 
 CELLS = {"rnn": RNN, "gru": GRU, "lstm": LSTM}
@@ -80,6 +81,12 @@ class ModelConfig:
             raise UserError(f"--init must be one of {', '.join(INITS)}, got {self.init!r}")
         if (self.forget_bias is not None or self.init == "chrono") and self.cell == "rnn":
             raise UserError("--forget-bias and --init chrono need a gated cell (gru or lstm)")
+        if self.backend not in BACKENDS:
+            raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got "
+                            f"{self.backend!r}")
+        if not isinstance(self.chrono_max_len, int) or self.chrono_max_len < 0:
+            raise UserError(f"--chrono-max-len must be 0 (the --seq-len) or positive, got "
+                            f"{self.chrono_max_len!r}")
         if self.zoneout_cell and self.cell != "lstm":
             raise UserError(f"--zoneout-cell needs --cell lstm (the {self.cell} has no cell state)")
         try:  # the layer's own checks, as one-line messages naming the flag

@@ -42,7 +42,10 @@ def run_from_checkpoint(checkpoint: Checkpoint) -> LanguageModelRun:
         raise UserError(f"{where} is corrupt: missing or malformed {error}") from None
     except UserError as error:
         raise UserError(f"{where} is corrupt: {error}") from None
-    tokenizer = tokenizer_from_dict(data.get("tokenizer"))
+    try:
+        tokenizer = tokenizer_from_dict(data.get("tokenizer"))
+    except UserError as error:
+        raise UserError(f"{where} is corrupt: {error}") from None
     if model_config.vocab_size != tokenizer.vocab_size:
         raise UserError(
             f"{where} is corrupt: the model has {model_config.vocab_size} tokens but the "
