@@ -131,8 +131,11 @@ def run(args) -> int:
     if args.resume:
         if args.config:
             raise UserError("--resume takes its settings from the run; drop --config")
-        overrides.pop("data.path", None)
-        overrides.pop("out", None)
+        if args.path:
+            raise UserError(f"--resume continues the run with its saved corpus; drop PATH "
+                            f"{args.path}")
+        if args.out:
+            raise UserError("--resume continues the run in its own folder; drop --out")
         trainer = resume_run(args.resume, overrides, progress=progress)
         print(f"Resuming {args.resume} at step {trainer.progress.step}")
     else:

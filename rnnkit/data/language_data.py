@@ -31,9 +31,10 @@ class LanguageData:
 
 
 def encode_file(path, tokenizer: Tokenizer, encoding="utf-8", cache_dir=None, what="text file",
-                progress=False) -> np.ndarray:
-    """Token ids of another text file (validation, evaluation) with ``tokenizer``."""
-    corpus = Corpus(path, encoding, what=what)
+                progress=False, corpus: Corpus | None = None) -> np.ndarray:
+    """Token ids of another text file (validation, evaluation) with ``tokenizer``
+    (``corpus``: that file already checked)."""
+    corpus = corpus or Corpus(path, encoding, what=what)
     try:
         tokens, _ = encode_corpus(corpus, tokenizer, cache_dir, progress=progress)
     except UnknownTokenError as error:
@@ -56,6 +57,8 @@ def prepare_language_data(
     A resumed run passes its saved ``tokenizer``; otherwise one is trained (or cached).
     """
     corpus = Corpus(config.path, config.encoding)
+    # a missing or unreadable --val file is refused before the tokenizer is trained
+    valid_corpus = Corpus(config.val, config.encoding, what="--val file") if config.val else None
     if tokenizer is None and config.vocab_from:
         extra = [Corpus(path, config.encoding, what="--vocab-from") for path in config.vocab_from]
         read = Corpus.lines if config.level == "bpe" else Corpus.chunks
@@ -71,7 +74,7 @@ def prepare_language_data(
         raise UserError(f"corpus {config.path}: {error}") from None
     if config.val:
         valid = encode_file(config.val, tokenizer, config.encoding, config.cache_dir,
-                            what="--val file", progress=progress)
+                            what="--val file", progress=progress, corpus=valid_corpus)
         train = tokens
     else:
         split = int(round(len(tokens) * (1.0 - config.val_fraction)))

@@ -30,6 +30,9 @@ def default_run_dir(config: RunConfig) -> Path:
 def start_run(config: RunConfig, progress: bool = False) -> Trainer:
     """A trainer for a fresh run of ``config`` (validated), its run folder created."""
     run_dir = Path(config.out) if config.out else default_run_dir(config)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--out {run_dir} is a file; expected a run folder (it is created if "
+                        f"missing)")
     if (run_dir / "last").exists() or (run_dir / "best").exists():
         raise UserError(
             f"--out {run_dir} already holds a run; continue it with --resume {run_dir} or "
