@@ -70,6 +70,8 @@ def long_range_report(folder: Path) -> str:
 def choose_passage(args, corpus_path: str) -> str:
     if args.passage is not None:
         return args.passage[: args.chars] if args.passage else _empty()
+    if args.text is not None and not args.text.is_file():
+        raise UserError(f"--text {args.text} does not exist or is not a file")
     path = args.text or (Path(corpus_path) if corpus_path else None)
     if path is None or not path.is_file():
         raise UserError(
@@ -93,6 +95,11 @@ def language_model_report(args, cells: list[int]) -> str:
     from rnnkit.train.runs import load_run
 
     model, tokenizer, config = load_run(args.run)
+    hidden = config.model.hidden
+    outside = [cell for cell in cells if not 0 <= cell < hidden]
+    if outside:
+        raise UserError(f"--cells {','.join(map(str, outside))}: the model has {hidden} cells "
+                        f"(0 to {hidden - 1})")
     passage = choose_passage(args, getattr(config.data, "path", ""))
     generator = torch.Generator().manual_seed(args.seed)
     samples = []

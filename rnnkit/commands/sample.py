@@ -56,8 +56,8 @@ class TextStream:
 def check_arguments(args) -> None:
     if args.length < 1:
         raise UserError(f"--length must be at least 1, got {args.length}")
-    if not args.temperature > 0:
-        raise UserError(f"--temperature must be positive, got {args.temperature}")
+    if not 0 < args.temperature < float("inf"):
+        raise UserError(f"--temperature must be a finite positive number, got {args.temperature}")
     if args.top_k < 0:
         raise UserError(f"--top-k must be 0 (off) or positive, got {args.top_k}")
     if not 0 < args.top_p <= 1:
