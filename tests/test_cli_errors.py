@@ -268,8 +268,6 @@ FORECAST = [
          id="train-epochs-negative"),
     case(TRAIN + " --schedule step", "--schedule must be one of constant, cosine, plateau, "
          "got 'step'", id="train-bad-schedule"),
-    case(TRAIN + " --schedule cosine", "--schedule cosine needs a budget to decay over",
-         id="train-cosine-without-budget"),
     case("forecast train m.csv --target value --horizon 3 --out " + FRUN,
          "--out {R}/frun already holds a run; continue it with --resume", id="train-out-taken"),
     # ---- --resume
@@ -462,8 +460,6 @@ CLASSIFY = [
          id="train-epochs-infinite"),
     case(CTRAIN + " --schedule step", "--schedule must be one of constant, cosine, plateau, "
          "got 'step'", id="train-bad-schedule"),
-    case(CTRAIN + " --schedule cosine", "--schedule cosine needs a budget to decay over",
-         id="train-cosine-without-budget"),
     case("classify train r.tsv --out " + CRUN, "--out {R}/crun already holds a run; continue "
          "it with --resume", id="train-out-taken"),
     # ---- --resume
@@ -523,3 +519,29 @@ CLASSIFY = [
 def test_classify_bad_input_is_one_line(case_files, args, expected, runs, tmp_path,
                                         monkeypatch, capsys):
     check_one_line(case_files, args, expected, runs, tmp_path, monkeypatch, capsys)
+
+
+@pytest.mark.parametrize("args, epochs", [
+    ("forecast train m.csv --target value --horizon 3 --lookback 6 --val-size 12 --test-size 12",
+     20.0),
+    ("classify train r.tsv --embedding 4", 5.0),
+], ids=["forecast", "classify"])
+def test_cosine_without_a_budget_decays_over_the_default_epochs(args, epochs, tmp_path,
+                                                                 monkeypatch, capsys):
+    """Not a user error: --epochs has a default when no budget is given (its help says so),
+    and the cosine schedule decays over it."""
+    from rnnkit.train.metrics import read_metrics
+
+    monkeypatch.chdir(tmp_path)
+    for name, text in BASE_FILES.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    argv = [*args.split(), "--schedule", "cosine", "--hidden", "4", "--threads", "1",
+            "--no-progress", "--log-every", "1", "--out", "run"]
+    status, out, err = run_cli(argv, capsys)
+    assert status == 0, err
+    saved = json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))
+    assert saved["train"]["schedule"] == "cosine" and saved["train"]["epochs"] == epochs
+    assert "(epochs)" in out
+    rates = [record["lr"] for record in read_metrics(tmp_path / "run")
+             if record["kind"] == "train"]
+    assert rates == sorted(rates, reverse=True) and rates[-1] < rates[0] / 10, rates

@@ -197,9 +197,10 @@ def start_classifier(config: ClassifyConfig, progress: bool = False,
     user asked for a size, which must then match.
     """
     config.data.validate()
-    train = config.train.validate()
+    train = config.train
     if not (train.max_steps or train.epochs or train.time_budget):
-        train.epochs = 5.0
+        train.epochs = 5.0  # the default budget the --epochs help names (cosine decays over it)
+    train.validate()
     run_dir = Path(config.out or Path("runs") / f"classify-{Path(config.data.path).stem}")
     if (run_dir / "last").exists() or (run_dir / "best").exists():
         raise UserError(f"--out {run_dir} already holds a run; continue it with --resume "

@@ -153,9 +153,10 @@ class ForecastTask:
 
 def start_forecast(config: ForecastConfig, progress: bool = False) -> SupervisedTrainer:
     """A trainer for a fresh run (its run folder created, its configuration saved)."""
-    train = config.train.validate()
+    train = config.train
     if not (train.max_steps or train.epochs or train.time_budget):
-        train.epochs = 20.0
+        train.epochs = 20.0  # the default budget the --epochs help names (cosine decays over it)
+    train.validate()
     run_dir = Path(config.out or Path("runs") / f"forecast-{Path(config.data.path).stem}")
     if (run_dir / "last").exists() or (run_dir / "best").exists():
         raise UserError(f"--out {run_dir} already holds a run; continue it with --resume "
