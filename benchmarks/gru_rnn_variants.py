@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 import torch
+from results import write_results
 
 import rnnkit
 from rnnkit.bench_variants import _forward_backward, parse_size, round_robin
@@ -32,7 +33,10 @@ def main() -> None:
     parser.add_argument("--T", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--families", nargs="+", default=["GRU", "RNN"], choices=["GRU", "RNN"])
+    parser.add_argument("--results-name", default="gru_rnn_variants",
+                        help="benchmarks/results/NAME.json ('' to write none)")
     args = parser.parse_args()
+    rows = []
     print(f"forward+backward, T={args.T}, {torch.get_num_threads()} threads, "
           f"medians of {args.repeats} round-robin repeats")
     for mode in args.families:
@@ -56,6 +60,12 @@ def main() -> None:
                 print(f"{mode} {batch:3d}x{hidden:<5d} {name:18s} {seconds * 1e3:9.2f} ms  "
                       f"x{seconds / plain:.2f} of plain  reference/fused "
                       f"x{times[name, 'reference'] / seconds:.2f}")
+                rows.append({"family": mode, "batch": batch, "hidden": hidden, "T": args.T,
+                             "variant": name, "fused_ms": seconds * 1e3,
+                             "cost": seconds / plain,
+                             "reference_over_fused": times[name, "reference"] / seconds})
+    if args.results_name:
+        print(f"wrote {write_results(args.results_name, {'rows': rows})}")
 
 
 if __name__ == "__main__":
