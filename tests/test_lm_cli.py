@@ -158,3 +158,14 @@ def test_bad_input_in_a_subprocess_has_no_traceback(tmp_path):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "byte offset 1" in result.stderr and "--encoding" in result.stderr
+
+
+def test_python_dash_m_rnnkit_is_the_command():
+    """``python -m rnnkit`` (what ``torchrun -m rnnkit`` starts) runs the same CLI."""
+    result = subprocess.run([sys.executable, "-m", "rnnkit", "--version"], capture_output=True,
+                            text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("rnnkit ")
+    bad = subprocess.run([sys.executable, "-m", "rnnkit", "eval", "no-such-run", "x.txt"],
+                         capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and bad.stderr.startswith("rnnkit: error:")
