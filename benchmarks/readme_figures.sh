@@ -8,9 +8,10 @@
 #                                                #   classify forecast shakespeare
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python=${PYTHON:-.venv/bin/python}
-rnnkit=${RNNKIT:-.venv/bin/rnnkit}
-data=${SHARED_DATA:-../shared/data}
+absolute() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }  # not realpath: a
+python=$(absolute "${PYTHON:-.venv/bin/python}")  # venv's python is a link to the base one
+rnnkit=$(absolute "${RNNKIT:-.venv/bin/rnnkit}")
+data=$(absolute "${SHARED_DATA:-../shared/data}")
 work=$(mktemp -d -t rnnkit-figures-XXXX)
 record() { "$python" benchmarks/record.py "$@"; }
 wanted=${*:-demo bench variants memory classify forecast shakespeare}
