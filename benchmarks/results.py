@@ -35,6 +35,9 @@ def commit() -> str:
     return head + ("-dirty" if dirty else "")
 
 
+STARTED_AT = commit()  # the code measured: the commit when the benchmark began, not when it ended
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as handle:
@@ -65,7 +68,7 @@ def write_results(name: str, results, command: list[str] | None = None,
     folder.mkdir(parents=True, exist_ok=True)
     argv = command if command is not None else [sys.executable.rsplit("/", 1)[-1], *sys.argv]
     record = {
-        "commit": commit(),
+        "commit": STARTED_AT,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
         "command": shlex.join(argv),
