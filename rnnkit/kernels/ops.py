@@ -139,10 +139,6 @@ class GRUVariantGrads(NamedTuple):
     hidden_grads: Tensor | None
 
 
-# RNN variants' grads have the plain RNN's fields
-RNNVariantGrads = RNNGrads
-
-
 # ---- fake implementations: the C++ allocations, shape for shape --------------------------------
 def _empty(like: Tensor, *shape) -> Tensor:
     return like.new_empty(shape)
@@ -197,7 +193,7 @@ def _fake_rnn_forward(x, h0, weight_ih, weight_hh, bias, relu, mask):
     return _empty(x, x.shape[0] + 1, x.shape[1], h0.shape[1])
 
 
-def _rnn_grads(x, weight_ih, weight_hh, hiddens, record, has_bias, needs, bias_always=False):
+def _rnn_grads(x, weight_ih, weight_hh, hiddens, record, has_bias, needs):
     steps, batch, hidden = hiddens.shape[0] - 1, hiddens.shape[1], hiddens.shape[2]
     return (
         _empty(hiddens, steps, batch, x.shape[2]) if needs[0] else None,
