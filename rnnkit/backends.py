@@ -7,12 +7,16 @@ C++ kernel (``rnnkit.kernels``) when it is built; ``auto`` takes fused when it i
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from types import SimpleNamespace
 
 from rnnkit import bptt
+
+try:  # the kernel package may be left out of a build: then only the reference path runs
+    from rnnkit import kernels as _kernels
+except ImportError:  # pragma: no cover - a trimmed install
+    _kernels = None
 
 logger = logging.getLogger(__name__)
 
@@ -33,12 +37,13 @@ def check_backend(backend: str) -> str:
 
 
 def _fused():
-    """The fused functions, or None when the kernel package is absent or could not be built."""
-    try:
-        kernels = importlib.import_module("rnnkit.kernels")
-    except ImportError:
+    """The fused functions, or None when the kernel package is absent or could not be built.
+
+    Once loaded this is a read of the loader's cached namespace (no lock, no import), so
+    torch.compile traces through it."""
+    if _kernels is None:
         return None
-    return kernels.load_functions()
+    return _kernels.load_functions()
 
 
 def select(backend: str):

@@ -40,14 +40,15 @@ class DirectionInternals:
 
     @property
     def hidden_grad(self) -> Tensor | None:
-        """dL/dh_t for every t (total, through the recurrence), once backward has run."""
+        """dL/dh_t for every t (total, through the recurrence), once backward has run; recorded
+        in eager mode only (None after a torch.compile'd or torch.export'ed run)."""
         if self._recorder is None or self._recorder.hidden_grad is None:
             return None
         return self._layout(self._recorder.hidden_grad)
 
     @property
     def cell_grad(self) -> Tensor | None:
-        """dL/dc_t for every t (LSTM), once backward has run."""
+        """dL/dc_t for every t (LSTM), once backward has run; eager mode only, as hidden_grad."""
         if self._recorder is None or self._recorder.cell_grad is None:
             return None
         return self._layout(self._recorder.cell_grad)

@@ -92,6 +92,9 @@ class _RecurrentLayer(nn.Module):
         self.proj_size = proj_size
         self.nonlinearity = nonlinearity
         self.backend = backends.check_backend(backend)
+        # load (or build) the kernels now, outside any trace: torch.compile(fullgraph=True)
+        # cannot follow the loader's first call (a lock, a build), only its cached answer
+        backends.select(self.backend)
         self.variants = parse_variants(
             name, mode, proj_size, layer_norm, zoneout, recurrent_dropout, weight_drop,
             peephole, coupled_gates,
@@ -393,8 +396,14 @@ class _RecurrentLayer(nn.Module):
             if name in ("cells", "gates") or tensor is None:
                 continue
             more[name] = layout(tensor) if tensor.dim() == 2 else arrange(tensor.detach())
+        hidden = output.detach()
+        if torch.compiler.is_compiling():
+            # a detached view returned beside the view it detaches: AOT autograd replays it
+            # from the wrong base (torch 2.13: "incorrect out shape after application of
+            # ViewMeta sequence"); a copy, under compile only, with return_internals only
+            hidden = hidden.clone()
         return DirectionInternals(
-            hidden=layout(output.detach()),
+            hidden=layout(hidden),
             cell=cell,
             gates=gates,
             extras=more,
@@ -433,7 +442,9 @@ _SHARED_DOC = """
         hx: initial state(s), (D * num_layers, N, H_out); zeros when omitted.
         return_internals (keyword): also return an :class:`rnnkit.Internals` with every h_t,
             c_t and gate over time, per layer and direction (and variant masks and
-            normalised pre-activations in ``extras``).
+            normalised pre-activations in ``extras``). Under torch.compile and torch.export
+            too; the recorded gradients (``hidden_grad``, ``cell_grad``) are eager-only and
+            stay None in a compiled or exported run.
 
     Outputs: output, h_n (and internals when asked)
         output: (L, N, D * H_out) (or batch_first, unbatched, or packed like the input).

@@ -4,8 +4,9 @@
 load stop before any test runs, so a compile error in ``csrc/`` cannot land green as ~1,200
 skipped tests. Without it, a machine with no compiler skips the tests marked ``fused``.
 
-Every test marked ``fused`` runs with the extension wrapped in a counter and fails if no C++
-kernel was called: a fused test that quietly ran the reference path cannot pass.
+Every test marked ``fused`` runs with the operators (``rnnkit.kernels.ops.kernels``, i.e.
+``torch.ops.rnnkit``) wrapped in a counter and fails if no C++ operator was called: a fused test
+that quietly ran the reference path cannot pass.
 """
 
 from __future__ import annotations
@@ -32,15 +33,15 @@ def pytest_sessionstart(session):
                     f"{loader.failure()}", returncode=1)
 
 
-class CountingExtension:
-    """The built extension with every kernel call counted by name."""
+class CountingOperators:
+    """The operator namespace with every operator call counted by name."""
 
-    def __init__(self, extension, calls: collections.Counter) -> None:
-        self._extension = extension
+    def __init__(self, operators, calls: collections.Counter) -> None:
+        self._operators = operators
         self._calls = calls
 
     def __getattr__(self, name: str):
-        value = getattr(self._extension, name)
+        value = getattr(self._operators, name)
         if not callable(value):
             return value
 
@@ -63,12 +64,10 @@ def _fused_kernels_ran(request, monkeypatch):
         if REQUIRE_FUSED:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
-    from rnnkit.kernels import functions, variant_functions
+    from rnnkit.kernels import ops
 
     calls: collections.Counter = collections.Counter()
-    counting = CountingExtension(functions._extension, calls)
-    monkeypatch.setattr(functions, "_extension", counting)
-    monkeypatch.setattr(variant_functions, "_extension", counting)
+    monkeypatch.setattr(ops, "kernels", CountingOperators(ops.kernels, calls))
     yield calls
     if marker.kwargs.get("calls", True):  # fused(calls=False): needs the build, runs no kernel
-        assert sum(calls.values()) > 0, "a test marked fused never called a fused C++ kernel"
+        assert sum(calls.values()) > 0, "a test marked fused never called a fused C++ operator"

@@ -148,3 +148,27 @@ def assert_same_numbers(actual: dict, expected: dict, dtype) -> None:
             assert actual[name] is None, name
         else:
             assert_close(actual[name], value, dtype, name)
+
+
+def autograd_node_names(tensor: torch.Tensor) -> set[str]:
+    """The names of every node in ``tensor``'s autograd graph (e.g. to find the backward that
+    torch.library.register_autograd gives an rnnkit operator)."""
+    names, stack, seen = set(), [tensor.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(node.name())
+        stack.extend(child for child, _ in node.next_functions)
+    return names
+
+
+def runs_operator_backward(tensor: torch.Tensor, operator: str) -> bool:
+    """Whether ``tensor``'s graph reaches the backward of the ``torch.ops.rnnkit`` forward
+    operator: its registered autograd formula, or (eager, with a GradientRecorder) the
+    RecordingFunction around it."""
+    names = autograd_node_names(tensor)
+    return f"GeneratedBackwardFor_rnnkit_{operator}_defaultBackward" in names or (
+        "RecordingFunctionBackward" in names
+    )

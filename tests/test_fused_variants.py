@@ -154,6 +154,7 @@ def test_fused_lstm_variant_without_bias_and_without_graph():
             assert not a.requires_grad
 
 
+@pytest.mark.fused(calls=False)  # bfloat16: the reference Function, by design no kernel
 def test_uncovered_dtype_runs_the_reference_function():
     arguments = _lstm_arguments(torch.bfloat16, LSTM_CASES["layer_norm+peephole"], False)
     expected = LSTMVariantFunction.apply(*arguments, None)
@@ -248,6 +249,7 @@ def test_bench_variants_cli_prints_every_row(capsys):
         assert float(rows[-1][-2].removeprefix("x")) > 0
 
 
+@pytest.mark.fused(calls=False)  # rejected before any layer runs
 def test_bench_variants_cli_rejects_a_bad_size(capsys):
     from rnnkit.cli import main
 

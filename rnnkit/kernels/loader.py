@@ -3,7 +3,9 @@
 The build goes to ``$RNNKIT_CACHE`` (default ``~/.cache/rnnkit``) under
 ``kernels-<hash>``, the hash covering the sources, the compiler flags, torch's and Python's
 versions and the CPU, so a changed source or another machine sharing the home directory never
-loads a stale or foreign binary. Once built, loading is an import of the shared object.
+loads a stale or foreign binary. The shared object holds no Python module: it registers the
+``torch.ops.rnnkit`` operators (``csrc/ops.cpp``) when :func:`torch.ops.load_library` loads it,
+and :mod:`rnnkit.kernels.ops` then adds their fake implementations and autograd formulas.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import hashlib
-import importlib.machinery
-import importlib.util
 import logging
 import os
 import platform
@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 
 import torch
 
@@ -39,6 +39,7 @@ _MKL_SYMBOLS = (
 _lock = threading.Lock()
 _functions: SimpleNamespace | None = None
 _failure: str | None = None
+_loaded: dict[str, Path] = {}  # library name -> the shared object this process loaded
 
 
 class KernelBuildError(RuntimeError):
@@ -101,16 +102,9 @@ def _key(cflags: list[str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _import(name: str, path: Path) -> ModuleType:
-    loader = importlib.machinery.ExtensionFileLoader(name, str(path))
-    spec = importlib.util.spec_from_file_location(name, str(path), loader=loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
-def _compile(name: str, target: Path, cflags: list[str], ldflags: list[str]) -> ModuleType:
-    """Build into a fresh folder beside ``target`` and rename it into place (atomic)."""
+def _compile(name: str, target: Path, cflags: list[str], ldflags: list[str]) -> None:
+    """Build into a fresh folder beside ``target`` and rename it into place (atomic); the
+    library is loaded into this process (its operators registered) on the way."""
     if shutil.which(os.environ.get("CXX", "c++")) is None:
         raise KernelBuildError("no C++ compiler found (set CXX or install g++/clang++)")
     from torch.utils import cpp_extension
@@ -119,12 +113,13 @@ def _compile(name: str, target: Path, cflags: list[str], ldflags: list[str]) -> 
     staging = Path(tempfile.mkdtemp(prefix=target.name + ".building-", dir=target.parent))
     logger.warning("rnnkit: building the fused C++ kernels once (about a minute) into %s", target)
     try:
-        module = cpp_extension.load(
+        cpp_extension.load(
             name=name,
             sources=[str(path) for path in _sources() if path.suffix == ".cpp"],
             extra_cflags=cflags,
             extra_ldflags=ldflags,
             build_directory=str(staging),
+            is_python_module=False,  # a plain shared object: torch.ops.load_library loads it
             verbose=False,
         )
         try:
@@ -137,17 +132,17 @@ def _compile(name: str, target: Path, cflags: list[str], ldflags: list[str]) -> 
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    return module
 
 
-def _load_extension(allow_build: bool = True) -> ModuleType:
+def _load_extension(allow_build: bool = True) -> Path:
+    """Build (once) and load the operator library; the path of the shared object."""
     cflags, ldflags = _build_settings()
     key = _key(cflags)
     name = f"rnnkit_kernels_{key}"
-    if name in sys.modules:
-        return sys.modules[name]
     target = cache_directory() / f"kernels-{key}"
     library = target / f"{name}.so"
+    if name in _loaded:
+        return _loaded[name]
     if not library.exists():
         if not allow_build:
             raise KernelBuildError(f"the fused kernels are not built (expected {library})")
@@ -156,15 +151,15 @@ def _load_extension(allow_build: bool = True) -> ModuleType:
         with open(target.parent / f"kernels-{key}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not library.exists():
-                module = _compile(name, target, cflags, ldflags)
-                sys.modules[name] = module
-                return module
+                _compile(name, target, cflags, ldflags)
+                _loaded[name] = library
+                return library
     try:
-        module = _import(name, library)
-    except ImportError as error:
+        torch.ops.load_library(str(library))
+    except (OSError, RuntimeError) as error:
         raise KernelBuildError(f"loading {library} failed: {error}") from error
-    sys.modules[name] = module
-    return module
+    _loaded[name] = library
+    return library
 
 
 def build() -> Path:
@@ -190,14 +185,17 @@ def load_functions() -> SimpleNamespace | None:
     with _lock:
         if _functions is None and _failure is None:
             try:
-                extension = _load_extension()
+                _load_extension()
+                from rnnkit.kernels import ops
+
+                ops.register()
             except Exception as error:  # a layer's forward must run whatever went wrong here
                 _failure = str(error)
                 logger.warning("rnnkit: %s; running the reference path (rnnkit.bptt)", error)
                 return None
             from rnnkit.kernels import functions
 
-            _functions = functions.namespace(extension)
+            _functions = functions.namespace()
     return _functions
 
 
