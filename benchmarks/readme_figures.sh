@@ -5,7 +5,7 @@
 #
 #   bash benchmarks/readme_figures.sh            # everything
 #   bash benchmarks/readme_figures.sh bench demo # some of: demo bench variants memory
-#                                                #   classify forecast shakespeare
+#                                                #   compile classify forecast shakespeare
 set -euo pipefail
 cd "$(dirname "$0")/.."
 absolute() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }  # not realpath: a
@@ -14,7 +14,7 @@ rnnkit=$(absolute "${RNNKIT:-.venv/bin/rnnkit}")
 data=$(absolute "${SHARED_DATA:-../shared/data}")
 work=$(mktemp -d -t rnnkit-figures-XXXX)
 record() { "$python" benchmarks/record.py "$@"; }
-wanted=${*:-demo bench variants memory classify forecast shakespeare}
+wanted=${*:-demo bench variants memory compile classify forecast shakespeare}
 
 for figure in $wanted; do
     case $figure in
@@ -29,6 +29,8 @@ for figure in $wanted; do
         "$python" benchmarks/gru_rnn_variants.py --sizes 32x256 ;;
     memory)
         "$python" benchmarks/memory.py ;;
+    compile)
+        "$python" benchmarks/compile_speed.py ;;
     classify)
         record classify_nsmc_cli -- bash -c "
             set -e; cd $work
