@@ -3,7 +3,8 @@
 ``rnnkit bench`` prints, per family and size, torch.nn's and rnnkit's median times side by
 side, forward (no grad) and forward+backward, their ratio, the GFLOP/s reached and its share of
 the sgemm peak measured in the same run. ``rnnkit build-kernels`` builds the fused C++ kernels
-ahead of time (they are otherwise built on first use).
+ahead of time (they are otherwise built on first use), or says that it uses the ones an
+installed wheel brought prebuilt.
 """
 
 from __future__ import annotations
@@ -104,10 +105,13 @@ def run_build(args) -> int:
     from rnnkit import kernels
 
     try:
-        folder = kernels.build()
+        library = kernels.build()
     except kernels.KernelBuildError as error:
         raise UserError(str(error)) from error
-    print(f"rnnkit: fused kernels ready in {folder}")
+    if library.kind == "packaged":
+        print(f"rnnkit: using the fused kernels prebuilt in the installed wheel: {library.path}")
+    else:
+        print(f"rnnkit: fused kernels built here (just in time), ready in {library.path.parent}")
     return 0
 
 
@@ -140,5 +144,6 @@ def register(subparsers) -> None:
                         help="with --variants: the sizes (default 8x128 32x256)")
     parser.set_defaults(handler=run_bench)
     build = subparsers.add_parser(
-        "build-kernels", help="build the fused C++ kernels now (otherwise on first use)")
+        "build-kernels", help="build the fused C++ kernels now (otherwise on first use); "
+             "says whether the wheel's prebuilt ones or a build here is used")
     build.set_defaults(handler=run_build)

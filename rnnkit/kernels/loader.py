@@ -1,4 +1,11 @@
-"""Build the fused kernels once with torch.utils.cpp_extension, cache them, load them cheaply.
+"""Load the fused kernels: the library built into the wheel, else a build of our own, cached.
+
+An installed wheel carries the operators prebuilt (``setup.py``: ``rnnkit/kernels/_ops*.so``
+with portable flags, and ``_ops.json`` beside it naming the sources' digest and the torch it was
+built with). :func:`packaged_library` takes it when it matches the sources beside it and the
+torch release that runs, and the loader loads it when it loads; otherwise (an editable install,
+another torch, ``RNNKIT_KERNELS=jit``) the kernels are built here, just in time, with
+``-march=native``.
 
 The build goes to ``$RNNKIT_CACHE`` (default ``~/.cache/rnnkit``) under
 ``kernels-<hash>``, the hash covering the sources, the compiler flags, torch's and Python's
@@ -13,6 +20,8 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import hashlib
+import importlib.machinery
+import json
 import logging
 import os
 import platform
@@ -22,12 +31,16 @@ import tempfile
 import threading
 from pathlib import Path
 from types import SimpleNamespace
+from typing import NamedTuple
 
 import torch
 
 logger = logging.getLogger(__name__)
 
 SOURCE_DIRECTORY = Path(__file__).parent / "csrc"
+PACKAGE_DIRECTORY = Path(__file__).parent  # where a wheel puts _ops*.so and _ops.json
+PACKAGED_NAME = "_ops"
+NO_PACKAGED_LIBRARY = "no packaged library (an editable install builds its own)"
 _MKL_SYMBOLS = (
     "sgemm_",
     "dgemm_",
@@ -40,6 +53,13 @@ _lock = threading.Lock()
 _functions: SimpleNamespace | None = None
 _failure: str | None = None
 _loaded: dict[str, Path] = {}  # library name -> the shared object this process loaded
+
+
+class Library(NamedTuple):
+    """The operator library this process loaded: ``kind`` is "packaged" or "jit"."""
+
+    kind: str
+    path: Path
 
 
 class KernelBuildError(RuntimeError):
@@ -80,9 +100,12 @@ def _cpu_signature() -> str:
     return platform.machine() + "\n" + "\n".join(lines)
 
 
-def _build_settings() -> tuple[list[str], list[str]]:
+def _build_settings(portable: bool = False) -> tuple[list[str], list[str]]:
+    """Compiler and linker flags: ``-march=native`` for a build here, none for a wheel."""
     # torch builds with the same two: they let the compiler vectorise floor and friends
-    cflags = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
+    cflags = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
+    if not portable:
+        cflags.insert(1, "-march=native")
     if _with_mkl():
         cflags.append("-DRNNKIT_WITH_MKL")
     return cflags, ["-fopenmp"]
@@ -92,14 +115,83 @@ def _sources() -> list[Path]:
     return sorted(SOURCE_DIRECTORY.glob("*.cpp")) + sorted(SOURCE_DIRECTORY.glob("*.h"))
 
 
-def _key(cflags: list[str]) -> str:
-    digest = hashlib.sha256()
+def _digest_sources(digest) -> None:
     for path in _sources():
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
+
+
+def source_digest() -> str:
+    """The kernels' sources' digest: a wheel records it, the loader compares it."""
+    digest = hashlib.sha256()
+    _digest_sources(digest)
+    return digest.hexdigest()
+
+
+def _key(cflags: list[str]) -> str:
+    digest = hashlib.sha256()
+    _digest_sources(digest)
     for part in (torch.__version__, sys.version, " ".join(cflags), _cpu_signature()):
         digest.update(part.encode())
     return digest.hexdigest()[:16]
+
+
+def _release(version: str) -> tuple[str, ...]:
+    """torch's major and minor release ("2.13.0+cpu" -> ("2", "13")): its C++ ABI."""
+    return tuple(version.split("+")[0].split(".")[:2])
+
+
+def build_info() -> dict:
+    """What a wheel's ``_ops.json`` records about the library built into it."""
+    cflags, _ = _build_settings(portable=True)
+    return {"sources": source_digest(), "torch": torch.__version__, "cflags": cflags}
+
+
+def packaged_library() -> tuple[Path | None, str]:
+    """The operator library a wheel installed, and why it is or is not usable here.
+
+    Returns ``(path, "")`` when ``_ops*.so`` is there and its ``_ops.json`` names these
+    sources and this torch release, else ``(None, reason)``: an editable install has none, and
+    a library built from other sources or for another torch must not be loaded.
+    """
+    library = None
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        candidate = PACKAGE_DIRECTORY / f"{PACKAGED_NAME}{suffix}"
+        if candidate.exists():
+            library = candidate
+            break
+    if library is None:
+        return None, NO_PACKAGED_LIBRARY
+    try:
+        info = json.loads((PACKAGE_DIRECTORY / f"{PACKAGED_NAME}.json").read_text())
+    except (OSError, ValueError) as error:
+        return None, f"{library} has no readable build record: {error}"
+    if info.get("sources") != source_digest():
+        return None, f"{library} was built from other sources than those beside it"
+    if _release(str(info.get("torch", ""))) != _release(torch.__version__):
+        return None, f"{library} was built for torch {info.get('torch')}, not {torch.__version__}"
+    return library, ""
+
+
+def _load_packaged() -> Path | None:
+    """Load the wheel's library if it is usable; None (the reason logged) when it is not."""
+    if os.environ.get("RNNKIT_KERNELS", "").lower() == "jit":
+        return None
+    library, reason = packaged_library()
+    if library is None:  # a wheel's library that does not fit deserves a word: a build follows
+        level = logging.DEBUG if reason == NO_PACKAGED_LIBRARY else logging.WARNING
+        logger.log(level, "rnnkit: %s; building the kernels here instead", reason)
+        return None
+    try:
+        # dlopen fails (OSError) before any operator registers, so a build can still follow
+        torch.ops.load_library(str(library))
+    except OSError as error:
+        logger.warning("rnnkit: the packaged kernels did not load (%s); building them here", error)
+        return None
+    except RuntimeError as error:
+        raise KernelBuildError(f"loading {library} failed: {error}") from error
+    _loaded[PACKAGED_NAME] = library
+    return library
 
 
 def _compile(name: str, target: Path, cflags: list[str], ldflags: list[str]) -> None:
@@ -135,7 +227,13 @@ def _compile(name: str, target: Path, cflags: list[str], ldflags: list[str]) -> 
 
 
 def _load_extension(allow_build: bool = True) -> Path:
-    """Build (once) and load the operator library; the path of the shared object."""
+    """Load the wheel's operator library, or build (once) and load ours; its path."""
+    if PACKAGED_NAME in _loaded:
+        return _loaded[PACKAGED_NAME]
+    if not _loaded:  # never both: the two would register the same operators
+        packaged = _load_packaged()
+        if packaged is not None:
+            return packaged
     cflags, ldflags = _build_settings()
     key = _key(cflags)
     name = f"rnnkit_kernels_{key}"
@@ -162,15 +260,27 @@ def _load_extension(allow_build: bool = True) -> Path:
     return library
 
 
-def build() -> Path:
-    """Build the kernels now (``rnnkit build-kernels``); the folder they are built in.
+def build() -> Library:
+    """Load the kernels now, building them if the wheel brought none (``rnnkit build-kernels``).
+
+    Returns:
+        which library was loaded: the wheel's ("packaged") or one built here ("jit"), in the
+        cache folder ``path.parent``.
 
     Raises:
         KernelBuildError: no compiler, or the compiler failed; the message says which.
     """
-    _load_extension()
-    cflags, _ = _build_settings()
-    return cache_directory() / f"kernels-{_key(cflags)}"
+    path = _load_extension()
+    return Library("packaged" if path == _loaded.get(PACKAGED_NAME) else "jit", path)
+
+
+def loaded_library() -> Library | None:
+    """The operator library this process loaded, or None before any was."""
+    if PACKAGED_NAME in _loaded:
+        return Library("packaged", _loaded[PACKAGED_NAME])
+    for path in _loaded.values():
+        return Library("jit", path)
+    return None
 
 
 def load_functions() -> SimpleNamespace | None:
