@@ -65,7 +65,7 @@ def export(model, args, path, *, input_names=None, output_names=None, dynamic_sh
     import torch
 
     table = register()
-    was_training = model.training
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()
     # parameters that require grad send a Scan through scan's autograd path in the exporter's
     # type-promotion pass, which fails for a stacked layer's scan in torch 2.13 (a SymInt
@@ -91,7 +91,8 @@ def export(model, args, path, *, input_names=None, output_names=None, dynamic_sh
                 external_data=False,
             )  # fmt: skip
     finally:
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training
         for parameter in trainable:
             parameter.requires_grad_(True)
         for logger, level in zip(quiet, levels):
