@@ -176,16 +176,32 @@ def test_more_variants(family, options, expected, tmp_path):
     _variant_case(family, options, expected, tmp_path)
 
 
-def test_plain_torch_onnx_export_needs_no_table(tmp_path):
-    layer = build("GRU", 1, True, False)
-    x = torch.randn(6, 2, 4)
-    program = torch.onnx.export(NoState(layer).eval(), (x,), dynamo=True, verbose=False)
+class Embedded(torch.nn.Module):
+    """A layer behind a linear input map, its parameters requiring grad: a user's model."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.input_map = torch.nn.Linear(3, 4)
+        self.layer = layer
+
+    def forward(self, x):
+        return self.layer(self.input_map(x))[0]
+
+
+@pytest.mark.parametrize("family, options, op, count", [
+    ("GRU", {}, "GRU", 2), ("LSTM", {"layer_norm": True}, "Scan", 4)])
+def test_plain_torch_onnx_export_needs_no_table(family, options, op, count, tmp_path):
+    model = Embedded(build(family, 2, True, False, **options)).eval()
+    time, batch = torch.export.Dim("time", min=2), torch.export.Dim("batch", min=1)
+    program = torch.onnx.export(model, (torch.randn(6, 2, 3),), dynamo=True, verbose=False,
+                                dynamic_shapes=({0: time, 1: batch},))
     program.save(str(tmp_path / "g.onnx"))
-    assert "GRU" in rnnkit_onnx.node_types(tmp_path / "g.onnx")
+    assert rnnkit_onnx.node_types(tmp_path / "g.onnx").count(op) == count
     session = rnnkit_onnx.session(tmp_path / "g.onnx")
+    x = torch.randn(9, 3, 3)
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     with torch.no_grad():
-        torch.testing.assert_close(torch.from_numpy(got[0]), layer(x)[0], rtol=0, atol=1e-5)
+        torch.testing.assert_close(torch.from_numpy(got[0]), model(x), rtol=0, atol=TOLERANCE)
 
 
 class Ragged(torch.nn.Module):

@@ -67,9 +67,7 @@ def export(model, args, path, *, input_names=None, output_names=None, dynamic_sh
     table = register()
     modes = [(module, module.training) for module in model.modules()]
     model.eval()
-    # parameters that require grad send a Scan through scan's autograd path in the exporter's
-    # type-promotion pass, which fails for a stacked layer's scan in torch 2.13 (a SymInt
-    # among the outputs); the graph is for inference, so export them as plain tensors
+    # an inference graph: parameters as plain tensors (see _scan_layer in rnnkit.onnx.ops)
     trainable = [p for p in model.parameters() if p.requires_grad]
     for parameter in trainable:
         parameter.requires_grad_(False)

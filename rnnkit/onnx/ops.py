@@ -293,10 +293,14 @@ def _scan_layer(layer, index, x, h, c):
                          "ln_ih_weight", "ln_ih_bias", "ln_hh_weight", "ln_hh_bias",
                          "ln_cell_weight", "ln_cell_bias", "peephole_weight")
         }  # fmt: skip
-        step, from_input = _variant_step(layer, weights, x)
+        # detached: the exported graph is for inference, and operands that require grad send
+        # the scan through its autograd path in the exporter's type-promotion pass, which
+        # fails for a stacked layer's scan in torch 2.13 (a SymInt among the outputs)
+        weights = {kind: None if w is None else w.detach() for kind, w in weights.items()}
+        step, from_input = _variant_step(layer, weights, x.detach())
         out_size = h.shape[-1]
         # the LSTM's (h, c) carried as one tensor [h | c] (h has proj_size columns if set)
-        init = h[d] if c is None else torch.cat([h[d], c[d]], dim=1)
+        init = (h[d] if c is None else torch.cat([h[d], c[d]], dim=1)).detach()
 
         def combine(carry, z_t, step=step, out_size=out_size, cell=c is not None):
             if cell:
