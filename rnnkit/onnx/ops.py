@@ -7,8 +7,9 @@ the output, h_n (and c_n), both directions at once. :mod:`rnnkit.onnx.translatio
 to exactly one ONNX ``LSTM`` / ``GRU`` / ``RNN`` node. Their CPU implementation here is a plain
 loop (used only if one is called eagerly); the fake gives the shapes the exporter traces with.
 
-Layers whose step has no standard node (layer norm, zoneout's eval form, proj_size) run their
-step inside ``torch._higher_order_ops.scan``, which the exporter writes as an ONNX ``Scan``.
+Layers whose step has no standard node (layer norm, zoneout's eval form, coupled gates,
+proj_size) run their step inside ``torch._higher_order_ops.scan``, which the exporter writes as
+an ONNX ``Scan`` (one per layer and direction).
 Dropout-type variants run their eval form: recurrent dropout and weight drop are then the
 identity, zoneout keeps the share p of the previous state.
 """
