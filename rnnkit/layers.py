@@ -23,6 +23,7 @@ from rnnkit.cells.gru import GRU_GATES
 from rnnkit.cells.lstm import LSTM_GATES
 from rnnkit.cells.rnn import NONLINEARITIES
 from rnnkit.internals import DirectionInternals, Internals
+from rnnkit.onnx import ops as onnx_ops
 from rnnkit.variants import (
     Variants,
     check_gate_init,
@@ -254,6 +255,13 @@ class _RecurrentLayer(nn.Module):
     # -- the recurrence ---------------------------------------------------------------------
 
     def forward(self, input, hx=None, *, return_internals: bool = False):
+        if not return_internals and (torch.onnx.is_in_onnx_export() or onnx_ops._capturing):
+            # one standard ONNX node per stacked layer (or a Scan): see rnnkit.onnx
+            if torch.onnx.is_in_onnx_export():
+                from rnnkit.onnx import register
+
+                register()  # the translations, read by torch.onnx.export after tracing
+            return onnx_ops.export_forward(self, input, hx)
         padded, batched, packed = self._prepare_input(input)
         x, mask, lengths = padded.data, padded.mask, padded.lengths
         steps, batch = x.shape[0], x.shape[1]

@@ -19,6 +19,7 @@ from rnnkit import GRU, LSTM, RNN
 from rnnkit.backends import BACKENDS
 from rnnkit.classify.data import PADDING
 from rnnkit.errors import UserError
+from rnnkit.onnx.ops import exporting_onnx
 
 CELLS = {"rnn": RNN, "gru": GRU, "lstm": LSTM}
 POOLINGS = ("max", "mean", "last", "mean-max")
@@ -106,9 +107,15 @@ class Classifier(nn.Module):
     def features(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         """The pooled features ``(N, features)`` the linear head reads."""
         embedded = self.embedding_dropout(self.embedding(tokens))  # (N, T, E)
-        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True,
-                                      enforce_sorted=False)
-        output, state = self.rnn(packed)
+        exporting = exporting_onnx()
+        if exporting:  # a padded batch and its lengths: the ONNX node's sequence_lens
+            from rnnkit.onnx import run_padded
+
+            output, state = run_padded(self.rnn, embedded, lengths)
+        else:
+            packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True,
+                                          enforce_sorted=False)
+            output, state = self.rnn(packed)
         pooling = self.config.pooling
         pooled = []
         if pooling == "last":
@@ -116,7 +123,8 @@ class Classifier(nn.Module):
             directions = 2 if self.config.bidirectional else 1
             return torch.cat(list(h_n[-directions:]), dim=1)  # (N, D * H)
         steps = tokens.shape[1]
-        output, _ = pad_packed_sequence(output, batch_first=True, total_length=steps)
+        if not exporting:
+            output, _ = pad_packed_sequence(output, batch_first=True, total_length=steps)
         valid = (torch.arange(steps, device=tokens.device).unsqueeze(0)
                  < lengths.to(tokens.device).unsqueeze(1)).unsqueeze(-1)  # (N, T, 1)
         if pooling in ("mean", "mean-max"):

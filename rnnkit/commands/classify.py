@@ -79,6 +79,10 @@ def register(subparsers) -> None:
     predict.add_argument("file", metavar="FILE", help="one text per line; - reads stdin")
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
     predict.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    predict.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
+                         help="onnxruntime: run the file `rnnkit export` wrote (RUN/model.onnx)")
+    predict.add_argument("--onnx", metavar="PATH", default=None,
+                         help="the exported file for --runtime onnxruntime")
     predict.set_defaults(handler=run_predict)
 
     evaluate = commands.add_parser("eval", help="accuracy, macro-F1, confusion on labelled data")
@@ -174,8 +178,16 @@ def run_predict(args) -> int:
     from rnnkit.classify.run import load_classifier, predict_probabilities
 
     run = load_classifier(args.run, args.checkpoint)
+    model = run.model
+    if args.runtime == "onnxruntime":
+        from rnnkit.commands.sample import onnx_model
+        from rnnkit.onnx.models import OnnxClassifier
+
+        model = OnnxClassifier(onnx_model(args, model), model.config)
+    elif args.onnx:
+        raise UserError("--onnx is read with --runtime onnxruntime")
     lines = _read_lines(args.file)
-    probabilities = predict_probabilities(run.model, run.encoder.encode_many(lines))
+    probabilities = predict_probabilities(model, run.encoder.encode_many(lines))
     for row in probabilities.tolist():
         label = run.classes[max(range(len(row)), key=row.__getitem__)]
         if args.json:

@@ -23,7 +23,25 @@ def register(subparsers) -> None:
                         help="beam search of width W (prints when done)")
     parser.add_argument("--seed", type=int, default=None, help="random seed for sampling")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    parser.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
+                        help="onnxruntime: run the file `rnnkit export` wrote (RUN/model.onnx)")
+    parser.add_argument("--onnx", metavar="PATH", default=None,
+                        help="the exported file for --runtime onnxruntime")
     parser.set_defaults(handler=run)
+
+
+def onnx_model(args, model_or_config, default_name: str = "model.onnx"):
+    """The exported file for ``--runtime onnxruntime``: --onnx, else RUN/model.onnx."""
+    from pathlib import Path
+
+    from rnnkit import onnx as rnnkit_onnx
+
+    rnnkit_onnx.require()
+    path = Path(args.onnx) if args.onnx else Path(args.run) / default_name
+    if not path.is_file():
+        raise UserError(f"{path}: no exported model; run `rnnkit export {args.run}` first "
+                        "or name the file with --onnx")
+    return path
 
 
 class TextStream:
@@ -90,6 +108,12 @@ def run(args) -> int:
 
     check_arguments(args)
     model, tokenizer, _ = load_run(args.run, args.checkpoint)
+    if args.runtime == "onnxruntime":
+        from rnnkit.onnx.models import OnnxLanguageModel
+
+        model = OnnxLanguageModel(onnx_model(args, model), model.config)
+    elif args.onnx:
+        raise UserError("--onnx is read with --runtime onnxruntime")
     ids = prime_ids(tokenizer, args.prime)
     stream = TextStream(tokenizer, args.prime)
     sys.stdout.write(args.prime)
