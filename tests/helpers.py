@@ -166,9 +166,17 @@ def autograd_node_names(tensor: torch.Tensor) -> set[str]:
 
 def runs_operator_backward(tensor: torch.Tensor, operator: str) -> bool:
     """Whether ``tensor``'s graph reaches the backward of the ``torch.ops.rnnkit`` forward
-    operator: its registered autograd formula, or (eager, with a GradientRecorder) the
-    RecordingFunction around it."""
-    names = autograd_node_names(tensor)
-    return f"GeneratedBackwardFor_rnnkit_{operator}_defaultBackward" in names or (
-        "RecordingFunctionBackward" in names
-    )
+    operator: its registered autograd formula (traced), or, eager, the EagerFunction node that
+    ran it (its ``operator``)."""
+    stack, seen = [tensor.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if node.name() == f"GeneratedBackwardFor_rnnkit_{operator}_defaultBackward":
+            return True
+        if node.name() == "EagerFunctionBackward" and getattr(node, "operator", None) == operator:
+            return True
+        stack.extend(child for child, _ in node.next_functions)
+    return False

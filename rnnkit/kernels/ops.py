@@ -29,6 +29,8 @@ import torch
 from torch import Tensor
 
 kernels = torch.ops.rnnkit  # the seam: tests/conftest.py wraps it to count calls
+# eager calls go straight to the CPU kernel (what torch.library's own wrapper does inside)
+_BELOW_AUTOGRAD = torch._C._AutoDispatchBelowAutograd
 _registered = False
 
 
@@ -523,30 +525,38 @@ def _backward_of(formula: _Formula):
     return backward
 
 
-class RecordingFunction(torch.autograd.Function):
-    """Eager only: a forward operator whose backward also records dL/dh_t (and dL/dc_t) into a
-    :class:`~rnnkit.bptt.common.GradientRecorder` (the backward operator with ``record=True``).
+class EagerFunction(torch.autograd.Function):
+    """Eager mode's autograd node of a forward operator: the same formula as the registered one
+    (:data:`FORMULAS`), without torch.library's generic Python wrapper around it, and, with a
+    :class:`~rnnkit.bptt.common.GradientRecorder`, its backward also records dL/dh_t (and
+    dL/dc_t) (the backward operator with ``record=True``).
 
-    The registered autograd formula cannot reach a Python recorder, and torch.compile /
-    torch.export cannot trace one: there the layers run the operators without it, and the
-    internals' ``hidden_grad`` / ``cell_grad`` stay None.
+    The registered formula is what torch.compile, torch.export and torch.jit.trace see; it
+    cannot reach a Python recorder, so there the internals' ``hidden_grad`` / ``cell_grad`` stay
+    None. In eager mode the generic wrapper costs about 100 us a call (argument defaults filled
+    in Python, a redispatch), which a batch of one at small sizes feels: this Function calls
+    the operators below the autograd key instead.
     """
 
     @staticmethod
     def forward(ctx, name, recorder, *inputs):
-        outputs = getattr(kernels, name)(*inputs)
+        with _BELOW_AUTOGRAD():
+            outputs = getattr(kernels, name)(*inputs)
         formula = FORMULAS[name]
         formula.setup(ctx, inputs, outputs)
-        ctx.formula, ctx.recorder = formula, recorder
+        ctx.formula, ctx.recorder, ctx.operator = formula, recorder, name
         ctx.set_materialize_grads(False)
         return outputs
 
     @staticmethod
     def backward(ctx, *grads):
         needs = ctx.needs_input_grad[2:]
-        results = ctx.formula.call(ctx, needs, True, *grads)
-        cell_grads = getattr(results, "cell_grads", None)
-        ctx.recorder.store(results.hidden_grads, cell_grads, None)  # held steps hold zero
+        recorder = ctx.recorder
+        with _BELOW_AUTOGRAD():
+            results = ctx.formula.call(ctx, needs, recorder is not None, *grads)
+        if recorder is not None:
+            cell_grads = getattr(results, "cell_grads", None)
+            recorder.store(results.hidden_grads, cell_grads, None)  # held steps hold zero
         return (None, None, *ctx.formula.grads(results, needs))
 
 
@@ -601,11 +611,16 @@ def combined_bias(bias_ih: Tensor | None, bias_hh: Tensor | None) -> Tensor | No
 
 
 def run(name: str, recorder, differentiable, *inputs):
-    """The forward operator ``name`` on ``inputs``; with a recorder (eager, a graph being built)
-    through :class:`RecordingFunction`, so its backward records the per-step gradients."""
-    if recorder is not None and not torch.compiler.is_compiling() and _needs_graph(differentiable):
-        return RecordingFunction.apply(name, recorder, *inputs)
-    return getattr(kernels, name)(*inputs)
+    """The forward operator ``name`` on ``inputs``. Traced (torch.compile, torch.export,
+    torch.jit.trace): the operator itself, with its fake and registered autograd formula. Eager:
+    :class:`EagerFunction` when a graph is being built (recording the per-step gradients when
+    given a recorder), else the CPU kernel straight below the autograd key."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return getattr(kernels, name)(*inputs)
+    if _needs_graph(differentiable):
+        return EagerFunction.apply(name, recorder, *inputs)
+    with _BELOW_AUTOGRAD():
+        return getattr(kernels, name)(*inputs)
 
 
 def _needs_graph(tensors) -> bool:
