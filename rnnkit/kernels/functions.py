@@ -15,14 +15,135 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import torch
 from torch import Tensor
 
 from rnnkit import bptt
 from rnnkit.bptt.common import GradientRecorder
 from rnnkit.kernels import gru_variant_functions, ops, variant_functions
-from rnnkit.kernels.ops import GRUBuffers, LSTMBuffers, combined_bias, covered, held_output
+from rnnkit.kernels.ops import (
+    GRUBuffers,
+    GRUGrads,
+    LSTMBuffers,
+    LSTMGrads,
+    RNNGrads,
+    combined_bias,
+    covered,
+    held_output,
+)
 
 _NAMESPACE: SimpleNamespace | None = None
+_BELOW_AUTOGRAD = ops._BELOW_AUTOGRAD
+
+
+def _eager_graph(*tensors) -> bool:
+    """An eager call that builds a graph: the per-family Functions below, which hand out the
+    layer's outputs themselves and feed their gradients straight to the backward operator (no
+    autograd nodes for slicing the buffers, summing the biases or gathering the gradients)."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return False
+    return ops._needs_graph(tensors)
+
+
+def _clone(tensor: Tensor | None, needed: bool) -> Tensor | None:
+    # two parameters must never share one gradient tensor
+    return tensor.clone() if tensor is not None and needed else None
+
+
+class EagerLSTMFunction(torch.autograd.Function):
+    """Eager LSTM node: ``rnnkit::lstm_forward`` in, (output, h_n, c_n, all c_t, gates) out;
+    backward ``rnnkit::lstm_backward`` on dL/d(output), dL/dh_n and dL/dc_n."""
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr, mask, recorder):
+        bias = None if bias_ih is None else bias_ih + bias_hh
+        with _BELOW_AUTOGRAD():
+            buffers = LSTMBuffers(*ops.kernels.lstm_forward(
+                x, h0, c0, weight_ih, weight_hh, bias, weight_hr, mask))
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x, weight_ih, weight_hh, weight_hr, buffers.hiddens, buffers.cells,
+                              buffers.gates, mask)
+        ctx.has_bias, ctx.recorder = bias_ih is not None, recorder
+        cells_out = buffers.cells[1:]
+        ctx.mark_non_differentiable(cells_out, buffers.gates)
+        steps = x.shape[0]
+        return (held_output(buffers.hiddens, mask), buffers.hiddens[steps].clone(),
+                buffers.cells[steps].clone(), cells_out, buffers.gates)
+
+    @staticmethod
+    def backward(ctx, grad_output, grad_h_n, grad_c_n, _grad_cells, _grad_gates):
+        x, weight_ih, weight_hh, weight_hr, hiddens, cells, gates, mask = ctx.saved_tensors
+        needs, recorder = ctx.needs_input_grad, ctx.recorder
+        with _BELOW_AUTOGRAD():
+            grads = LSTMGrads(*ops.kernels.lstm_backward(
+                grad_output, grad_h_n, grad_c_n, x, weight_ih, weight_hh, weight_hr, hiddens,
+                cells, gates, mask, recorder is not None, ctx.has_bias,
+                [needs[0], needs[3], needs[4], needs[5] or needs[6], needs[7]]))
+        if recorder is not None:
+            recorder.store(grads.hidden_grads, grads.cell_grads, None)
+        return (grads.grad_x, grads.grad_h0 if needs[1] else None,
+                grads.grad_c0 if needs[2] else None, grads.grad_weight_ih, grads.grad_weight_hh,
+                grads.grad_bias if needs[5] else None, _clone(grads.grad_bias, needs[6]),
+                grads.grad_weight_hr, None, None)
+
+
+class EagerGRUFunction(torch.autograd.Function):
+    """Eager GRU node: ``rnnkit::gru_forward`` in, (output, h_n, gates) out."""
+
+    @staticmethod
+    def forward(ctx, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, mask, recorder):
+        with _BELOW_AUTOGRAD():
+            buffers = GRUBuffers(*ops.kernels.gru_forward(
+                x, h0, weight_ih, weight_hh, bias_ih, bias_hh, mask))
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x, weight_ih, weight_hh, *buffers, mask)
+        ctx.has_bias, ctx.recorder = bias_ih is not None, recorder
+        ctx.mark_non_differentiable(buffers.gates)
+        return (held_output(buffers.hiddens, mask), buffers.hiddens[x.shape[0]].clone(),
+                buffers.gates)
+
+    @staticmethod
+    def backward(ctx, grad_output, grad_h_n, _grad_gates):
+        x, weight_ih, weight_hh, hiddens, gates, hidden_new, mask = ctx.saved_tensors
+        needs, recorder = ctx.needs_input_grad, ctx.recorder
+        with _BELOW_AUTOGRAD():
+            grads = GRUGrads(*ops.kernels.gru_backward(
+                grad_output, grad_h_n, x, weight_ih, weight_hh, hiddens, gates, hidden_new, mask,
+                recorder is not None, ctx.has_bias,
+                [needs[0], needs[2], needs[3], needs[4], needs[5]]))
+        if recorder is not None:
+            recorder.store(grads.hidden_grads, None, None)
+        return (grads.grad_x, grads.grad_h0 if needs[1] else None, grads.grad_weight_ih,
+                grads.grad_weight_hh, grads.grad_bias_ih, grads.grad_bias_hh, None, None)
+
+
+class EagerRNNFunction(torch.autograd.Function):
+    """Eager RNN node: ``rnnkit::rnn_forward`` in, (output, h_n) out."""
+
+    @staticmethod
+    def forward(ctx, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, relu, mask, recorder):
+        bias = None if bias_ih is None else bias_ih + bias_hh
+        with _BELOW_AUTOGRAD():
+            hiddens = ops.kernels.rnn_forward(x, h0, weight_ih, weight_hh, bias, relu, mask)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x, weight_ih, weight_hh, hiddens, mask)
+        ctx.has_bias, ctx.relu, ctx.recorder = bias_ih is not None, relu, recorder
+        return held_output(hiddens, mask), hiddens[x.shape[0]].clone()
+
+    @staticmethod
+    def backward(ctx, grad_output, grad_h_n):
+        x, weight_ih, weight_hh, hiddens, mask = ctx.saved_tensors
+        needs, recorder = ctx.needs_input_grad, ctx.recorder
+        with _BELOW_AUTOGRAD():
+            grads = RNNGrads(*ops.kernels.rnn_backward(
+                grad_output, grad_h_n, x, weight_ih, weight_hh, hiddens, mask, ctx.relu,
+                recorder is not None, ctx.has_bias,
+                [needs[0], needs[2], needs[3], needs[4] or needs[5]]))
+        if recorder is not None:
+            recorder.store(grads.hidden_grads, None, None)
+        return (grads.grad_x, grads.grad_h0 if needs[1] else None, grads.grad_weight_ih,
+                grads.grad_weight_hh, grads.grad_bias if needs[4] else None,
+                _clone(grads.grad_bias, needs[5]), None, None, None)
 
 
 def namespace() -> SimpleNamespace:
@@ -55,6 +176,9 @@ def lstm_sequence(
     if not covered(x):
         return bptt.lstm_sequence(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr,
                                   mask, recorder)
+    if _eager_graph(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr):
+        return EagerLSTMFunction.apply(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh,
+                                       weight_hr, mask, recorder)
     bias = combined_bias(bias_ih, bias_hh)
     inputs = (x, h0, c0, weight_ih, weight_hh, bias, weight_hr, mask)
     buffers = LSTMBuffers(*ops.run("lstm_forward", recorder, inputs, *inputs))
@@ -77,6 +201,9 @@ def gru_sequence(
     gates detached."""
     if not covered(x):
         return bptt.gru_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, mask, recorder)
+    if _eager_graph(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
+        return EagerGRUFunction.apply(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, mask,
+                                      recorder)
     inputs = (x, h0, weight_ih, weight_hh, bias_ih, bias_hh, mask)
     buffers = GRUBuffers(*ops.run("gru_forward", recorder, inputs, *inputs))
     return (held_output(buffers.hiddens, mask), buffers.hiddens[x.shape[0]],
@@ -98,6 +225,9 @@ def rnn_sequence(
     if not covered(x):
         return bptt.rnn_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity,
                                  mask, recorder)
+    if _eager_graph(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
+        return EagerRNNFunction.apply(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
+                                      nonlinearity == "relu", mask, recorder)
     bias = combined_bias(bias_ih, bias_hh)
     inputs = (x, h0, weight_ih, weight_hh, bias, nonlinearity == "relu", mask)
     hiddens = ops.run("rnn_forward", recorder, inputs[:5], *inputs)
