@@ -22,7 +22,7 @@ for figure in $wanted; do
         record demo --json-output "$work/demo/results.json" -- "$rnnkit" demo --out "$work/demo" ;;
     bench)
         record bench --json-output "$work/bench.json" -- \
-            "$rnnkit" bench --T 50 --repeats 3 --json "$work/bench.json" ;;
+            "$rnnkit" bench --T 50 --repeats 7 --json "$work/bench.json" ;;
     variants)
         record variants --json-output "$work/variants.json" -- \
             "$rnnkit" bench --variants --json "$work/variants.json"
