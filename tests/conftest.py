@@ -15,6 +15,7 @@ import collections
 import os
 
 import pytest
+import torch
 
 from rnnkit.kernels import loader
 
@@ -31,6 +32,16 @@ def pytest_sessionstart(session):
     if REQUIRE_FUSED and loader.load_functions() is None:
         pytest.exit(f"RNNKIT_REQUIRE_FUSED=1 but the fused kernels did not build or load: "
                     f"{loader.failure()}", returncode=1)
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test (two cores shared by many: oversubscribed threads crawl);
+    a module takes it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 class CountingOperators:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 
 import pytest
@@ -180,3 +181,23 @@ def runs_operator_backward(tensor: torch.Tensor, operator: str) -> bool:
             return True
         stack.extend(child for child, _ in node.next_functions)
     return False
+
+
+def run_cli(args, capsys) -> tuple[int, str, str]:
+    """``rnnkit.cli.main(args)`` as the ``rnnkit`` command runs it, its logging set up on the
+    captured stderr (pytest's own log handlers set aside meanwhile, so nothing logged escapes):
+    (exit status, stdout, stderr)."""
+    from rnnkit.cli import main
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    root.handlers.clear()
+    try:
+        status = main([str(arg) for arg in args])
+    finally:
+        for handler in root.handlers:
+            handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err

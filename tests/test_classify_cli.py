@@ -22,12 +22,7 @@ TINY = ["--hidden", "12", "--embedding", "8", "--batch-size", "16", "--threads",
         "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # two cores shared by many: oversubscribed threads crawl
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def write_reviews(path: Path, count: int, seed: int) -> Path:

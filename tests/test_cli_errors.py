@@ -12,23 +12,16 @@ choice not offered) print its usage line first and are not in these tables.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from rnnkit.cli import main
+from tests.helpers import run_cli
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # two cores shared by many: oversubscribed threads crawl
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def monthly(count: int = 60) -> str:
@@ -47,21 +40,6 @@ BASE_FILES = {"m.csv": monthly(), "r.tsv": reviews()}
 NOT_UTF8 = b"\xff\xfe,\x80\n"
 
 
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    """``main(args)`` as the ``rnnkit`` command runs it: its logging set up on the captured
-    stderr (pytest's own log handlers are set aside meanwhile, so nothing logged escapes)."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    root.handlers.clear()
-    try:
-        status = main(args)
-    finally:
-        for handler in root.handlers:
-            handler.close()
-        root.handlers[:] = handlers
-        root.setLevel(level)
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
 
 
 def edit_config(run: Path, change) -> None:

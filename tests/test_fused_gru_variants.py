@@ -26,16 +26,10 @@ from tests.helpers import (
 )
 
 FUSED = loader.load_functions()
-pytestmark = pytest.mark.fused  # skipped without kernels; must call them (conftest)
+# fused: skipped without kernels, must call them; one_thread: test_parallel_* set two
+pytestmark = [pytest.mark.fused, pytest.mark.usefixtures("one_thread")]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two cores shared by many: oversubscribed threads crawl (test_parallel_* use two)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 STEPS, BATCH, FEATURES, HIDDEN = 5, 3, 4, 6

@@ -19,16 +19,10 @@ from rnnkit.kernels import loader
 from tests.helpers import assert_close, assert_same_numbers, fused_twins, layer_numbers
 
 FUSED = loader.load_functions()
-pytestmark = pytest.mark.fused  # skipped without kernels; must call them (conftest)
+# fused: skipped without kernels, must call them; one_thread: test_parallel_* set two
+pytestmark = [pytest.mark.fused, pytest.mark.usefixtures("one_thread")]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two cores shared by many: oversubscribed threads crawl (test_parallel_rows uses two)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 STEPS, BATCH, FEATURES, HIDDEN = 5, 3, 4, 6

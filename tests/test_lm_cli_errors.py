@@ -19,7 +19,8 @@ import pytest
 import torch
 
 from rnnkit.cli import main
-from tests.test_cli_errors import NOT_UTF8, edit_config, reviews, run_cli
+from tests.helpers import run_cli
+from tests.test_cli_errors import NOT_UTF8, edit_config, reviews
 from tests.test_lm_helpers import VERSE
 
 

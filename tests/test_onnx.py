@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 
 import pytest
 import torch
@@ -23,6 +22,7 @@ import rnnkit  # noqa: E402
 from rnnkit import onnx as rnnkit_onnx  # noqa: E402
 from rnnkit.cli import main  # noqa: E402
 from rnnkit.errors import UserError  # noqa: E402
+from tests.helpers import run_cli  # noqa: E402
 from tests.test_classify_cli import write_reviews  # noqa: E402
 from tests.test_forecast_cli import write_monthly  # noqa: E402
 from tests.test_lm_helpers import VERSE, write_corpus  # noqa: E402
@@ -32,12 +32,7 @@ TOLERANCE = 1e-4
 RECURRENT_OPS = {"LSTM", "GRU", "RNN", "Scan", "Loop"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # two cores shared by many: oversubscribed threads crawl
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class WithState(torch.nn.Module):
@@ -248,19 +243,6 @@ def test_packed_input_is_refused_with_the_way_out(tmp_path):
 # ---- the apps: rnnkit export, sample / classify predict --runtime onnxruntime ---------------
 
 
-def run_cli(args, capsys):
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    root.handlers.clear()
-    try:
-        status = main([str(arg) for arg in args])
-    finally:
-        for handler in root.handlers:
-            handler.close()
-        root.handlers[:] = handlers
-        root.setLevel(level)
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
