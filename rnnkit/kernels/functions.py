@@ -37,12 +37,10 @@ _BELOW_AUTOGRAD = ops._BELOW_AUTOGRAD
 
 
 def _eager_graph(*tensors) -> bool:
-    """An eager call that builds a graph: the per-family Functions below, which hand out the
-    layer's outputs themselves and feed their gradients straight to the backward operator (no
-    autograd nodes for slicing the buffers, summing the biases or gathering the gradients)."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing():
-        return False
-    return ops._needs_graph(tensors)
+    """An eager call that builds a graph goes to the per-family Functions below, which hand out
+    the layer's outputs themselves and feed their gradients straight to the backward operator
+    (no autograd nodes for slicing the buffers, summing the biases or gathering the gradients)."""
+    return ops.eager_graph(tensors)
 
 
 def _clone(tensor: Tensor | None, needed: bool) -> Tensor | None:
@@ -56,7 +54,7 @@ class EagerLSTMFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr, mask, recorder):
-        bias = None if bias_ih is None else bias_ih + bias_hh
+        bias = combined_bias(bias_ih, bias_hh)
         with _BELOW_AUTOGRAD():
             buffers = LSTMBuffers(*ops.kernels.lstm_forward(
                 x, h0, c0, weight_ih, weight_hh, bias, weight_hr, mask))
@@ -122,7 +120,7 @@ class EagerRNNFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, h0, weight_ih, weight_hh, bias_ih, bias_hh, relu, mask, recorder):
-        bias = None if bias_ih is None else bias_ih + bias_hh
+        bias = combined_bias(bias_ih, bias_hh)
         with _BELOW_AUTOGRAD():
             hiddens = ops.kernels.rnn_forward(x, h0, weight_ih, weight_hh, bias, relu, mask)
         ctx.set_materialize_grads(False)

@@ -615,15 +615,20 @@ def run(name: str, recorder, differentiable, *inputs):
     torch.jit.trace): the operator itself, with its fake and registered autograd formula. Eager:
     :class:`EagerFunction` when a graph is being built (recording the per-step gradients when
     given a recorder), else the CPU kernel straight below the autograd key."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+    if _traced():
         return getattr(kernels, name)(*inputs)
-    if _needs_graph(differentiable):
+    if eager_graph(differentiable):
         return EagerFunction.apply(name, recorder, *inputs)
     with _BELOW_AUTOGRAD():
         return getattr(kernels, name)(*inputs)
 
 
-def _needs_graph(tensors) -> bool:
-    if not torch.is_grad_enabled():
+def _traced() -> bool:
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
+def eager_graph(tensors) -> bool:
+    """Whether an eager call (not traced) builds a graph: grad on and a tensor requiring it."""
+    if _traced() or not torch.is_grad_enabled():
         return False
     return any(t is not None and t.requires_grad for t in tensors)
