@@ -6,12 +6,13 @@ time is written by hand and whose every state and gate is returned on request.
 
 from rnnkit.cell_layers import GRUCell, LSTMCell, RNNCell
 from rnnkit.internals import DirectionInternals, Internals
-from rnnkit.layers import GRU, LSTM, RNN
+from rnnkit.layers import GRU, LSTM, RNN, IndRNN
 
 __version__ = "0.1.0"
 
 __all__ = [
     "GRU",
+    "IndRNN",
     "LSTM",
     "RNN",
     "DirectionInternals",

@@ -1,8 +1,10 @@
-"""The seam between the layers and the paths that run them: one function picks the backend.
+"""The one seam between the layers and the paths that run them.
 
 ``reference`` is the hand-written backward in torch ops (``rnnkit.bptt``); ``fused`` is the
 C++ kernel (``rnnkit.kernels``) when it is built; ``auto`` takes fused when it is there.
-``RNNKIT_BACKEND`` in the environment overrides a layer's ``auto``.
+``RNNKIT_BACKEND`` in the environment overrides a layer's ``auto``. :func:`implementation`
+hands a layer a family's functions for its backend, chosen per function: a family (or a
+variant path) without a fused kernel runs its reference function, never an AttributeError.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import logging
 import os
 from types import SimpleNamespace
 
-from rnnkit import bptt
+from rnnkit import families
 
 try:  # the kernel package may be left out of a build: then only the reference path runs
     from rnnkit import kernels as _kernels
@@ -21,12 +23,8 @@ except ImportError:  # pragma: no cover - a trimmed install
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "fused", "reference")
-_REFERENCE = SimpleNamespace(
-    name="reference",
-    lstm=bptt.lstm_sequence,
-    gru=bptt.gru_sequence,
-    rnn=bptt.rnn_sequence,
-)
+_REFERENCE = SimpleNamespace(name="reference")
+_IMPLEMENTATIONS: dict[tuple[str, str], SimpleNamespace] = {}
 _warned_unavailable = False
 
 
@@ -47,7 +45,8 @@ def _fused():
 
 
 def select(backend: str):
-    """The namespace of ``lstm``/``gru``/``rnn`` sequence functions for ``backend``."""
+    """The backend that runs for ``backend`` here: a namespace whose ``name`` is "fused" (the
+    operators are loaded) or "reference"."""
     global _warned_unavailable
     if backend == "auto":
         backend = check_backend(os.environ.get("RNNKIT_BACKEND", "auto"))
@@ -60,3 +59,23 @@ def select(backend: str):
         logger.warning("rnnkit: the fused kernel is not available; running the reference path")
         _warned_unavailable = True
     return _REFERENCE
+
+
+def implementation(family: families.Family, backend: str) -> SimpleNamespace:
+    """``family``'s sequence functions for ``backend``: ``plain`` and ``variant`` (each a
+    callable), and ``name``, the backend that runs the plain path. Per function, a fused
+    function the family does not declare falls back to its reference function."""
+    chosen = select(backend).name
+    key = (family.name, chosen)
+    found = _IMPLEMENTATIONS.get(key)
+    if found is None:
+        functions = {kind: families.load(target) for kind, target in family.reference.items()}
+        fused_kinds = set()
+        if chosen == "fused":
+            for kind, target in family.fused.items():
+                functions[kind] = families.load(target)
+                fused_kinds.add(kind)
+        name = "fused" if "plain" in fused_kinds else "reference"
+        found = SimpleNamespace(name=name, fused=frozenset(fused_kinds), **functions)
+        _IMPLEMENTATIONS[key] = found
+    return found

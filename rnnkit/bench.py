@@ -17,12 +17,15 @@ import torch
 from torch import nn
 
 import rnnkit
+from rnnkit import families
+from rnnkit.layers import layer_class
 
-# family: (torch.nn class, rnnkit class, gates per hidden unit)
+# family: (torch.nn class, rnnkit class, gates per hidden unit), for every family with a
+# torch.nn twin to measure against (rnnkit.families), the widest first
 FAMILIES = {
-    "lstm": (nn.LSTM, rnnkit.LSTM, 4),
-    "gru": (nn.GRU, rnnkit.GRU, 3),
-    "rnn": (nn.RNN, rnnkit.RNN, 1),
+    family.name.lower(): (family.torch_twin, layer_class(family), family.blocks)
+    for family in sorted(families.families(), key=lambda family: -family.blocks)
+    if family.torch_twin is not None
 }
 BATCHES = (1, 8, 32, 64)
 HIDDENS = (64, 128, 256, 512, 1024)

@@ -15,12 +15,10 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from rnnkit import _validation as check
-from rnnkit import backends
+from rnnkit import backends, families
 from rnnkit import init as gate_init
 from rnnkit._sequences import Padded, repack, reverse_index, reverse_time, unpack
 from rnnkit.bptt.common import GradientRecorder
-from rnnkit.cells.gru import GRU_GATES
-from rnnkit.cells.lstm import LSTM_GATES
 from rnnkit.cells.rnn import NONLINEARITIES
 from rnnkit.internals import DirectionInternals, Internals
 from rnnkit.onnx import ops as onnx_ops
@@ -28,16 +26,35 @@ from rnnkit.variants import (
     Variants,
     check_gate_init,
     parse_variants,
-    run_variant,
     variant_parameters,
 )
 
-_GATE_COUNT = {"LSTM": 4, "GRU": 3, "RNN": 1}
-_GATE_NAMES = {"LSTM": LSTM_GATES, "GRU": GRU_GATES, "RNN": ()}
+_LAYER_CLASSES: dict[str, type[nn.Module]] = {}
+
+
+def layer_class(family: str | families.Family) -> type[nn.Module]:
+    """The layer class of a family ("LSTM" -> :class:`LSTM`); an unknown family raises."""
+    name = family.name if isinstance(family, families.Family) else families.get(family).name
+    return _LAYER_CLASSES[name]
+
+
+def app_cells() -> dict[str, type[nn.Module]]:
+    """The apps' ``--cell`` names with their layer classes (``{"lstm": LSTM, ...}``), read from
+    the families' declarations (the names that need no special init)."""
+    return {cell: layer_class(family) for cell, (family, init) in families.cli_cells().items()
+            if init is None}
 
 
 class _RecurrentLayer(nn.Module):
-    """Shared machinery of RNN, GRU and LSTM: parameters, validation, layers, directions."""
+    """Shared machinery of every family's layer: parameters, validation, layers, directions.
+
+    What differs between families is read from their declaration (:mod:`rnnkit.families`).
+    A subclass named as a registered family is that family's layer (:func:`layer_class`)."""
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if _RecurrentLayer in cls.__bases__:
+            _LAYER_CLASSES[families.get(cls.__name__).name] = cls
 
     def __init__(
         self,
@@ -66,7 +83,8 @@ class _RecurrentLayer(nn.Module):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        self.mode = mode
+        self.family = families.get(mode)  # an unknown family raises here
+        self.mode = self.family.name
         self.input_size = check.positive_int(name, "input_size", input_size)
         self.hidden_size = check.positive_int(name, "hidden_size", hidden_size)
         self.num_layers = check.positive_int(name, "num_layers", num_layers)
@@ -75,7 +93,7 @@ class _RecurrentLayer(nn.Module):
             raise ValueError(
                 f"{name}: `proj_size` must be a non-negative integer, got {proj_size!r}"
             )
-        if proj_size and mode != "LSTM":
+        if proj_size and not self.family.projection:
             raise ValueError(f"{name}: `proj_size` is only supported by LSTM, got {proj_size}")
         if proj_size >= hidden_size:
             raise ValueError(
@@ -97,14 +115,15 @@ class _RecurrentLayer(nn.Module):
         # cannot follow the loader's first call (a lock, a build), only its cached answer
         backends.select(self.backend)
         self.variants = parse_variants(
-            name, mode, proj_size, layer_norm, zoneout, recurrent_dropout, weight_drop,
+            name, self.family, proj_size, layer_norm, zoneout, recurrent_dropout, weight_drop,
             peephole, coupled_gates,
         )
         self.forget_bias, self.init, self.chrono_max_len = check_gate_init(
-            name, mode, bias, forget_bias, init, chrono_max_len
+            name, self.family, bias, forget_bias, init, chrono_max_len
         )
+        self._run = self.family.runner()
         factory = {"device": device, "dtype": dtype}
-        gate_size = _GATE_COUNT[mode] * hidden_size
+        gate_size = self.family.gate_rows(hidden_size)
         out_size = proj_size or hidden_size
         directions = 2 if bidirectional else 1
         # registered in torch's order, so a seeded init draws the same numbers as torch.nn
@@ -113,7 +132,7 @@ class _RecurrentLayer(nn.Module):
             for suffix in self._suffixes():
                 shapes = {
                     f"weight_ih_l{layer}{suffix}": (gate_size, layer_input),
-                    f"weight_hh_l{layer}{suffix}": (gate_size, out_size),
+                    f"weight_hh_l{layer}{suffix}": self.family.recurrent_shape(gate_size, out_size),
                 }
                 if bias:
                     shapes[f"bias_ih_l{layer}{suffix}"] = (gate_size,)
@@ -126,7 +145,8 @@ class _RecurrentLayer(nn.Module):
         self._variant_init = {}
         for layer in range(num_layers):
             for suffix in self._suffixes():
-                extra = variant_parameters(self.variants, mode, hidden_size, f"l{layer}{suffix}")
+                extra = variant_parameters(self.variants, self.family, hidden_size,
+                                           f"l{layer}{suffix}")
                 for param_name, (shape, value) in extra.items():
                     self.register_parameter(param_name, nn.Parameter(torch.empty(shape, **factory)))
                     self._variant_init[param_name] = value
@@ -156,7 +176,8 @@ class _RecurrentLayer(nn.Module):
             text += f", proj_size={self.proj_size}"
         if self.num_layers != 1:
             text += f", num_layers={self.num_layers}"
-        if self.mode == "RNN" and self.nonlinearity != "tanh":
+        default = self.family.nonlinearity
+        if default is not None and self.nonlinearity != default:
             text += f", nonlinearity={self.nonlinearity!r}"
         if not self.bias:
             text += ", bias=False"
@@ -223,15 +244,17 @@ class _RecurrentLayer(nn.Module):
         directions = 2 if self.bidirectional else 1
         out_size = self.proj_size or self.hidden_size
         shapes = [("h_0", out_size, "hidden_size" if not self.proj_size else "proj_size")]
-        if self.mode == "LSTM":
+        if self.family.has_cell:
             shapes.append(("c_0", self.hidden_size, "hidden_size"))
         if hx is None:
             return [
                 like.new_zeros(directions * self.num_layers, batch, size) for _, size, _ in shapes
             ]
-        if self.mode == "LSTM":
+        if self.family.has_cell:
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                raise ValueError(f"LSTM: `hx` must be a tuple (h_0, c_0), got {type(hx).__name__}")
+                raise ValueError(
+                    f"{self._name}: `hx` must be a tuple (h_0, c_0), got {type(hx).__name__}"
+                )
             states = list(hx)
         else:
             states = [hx]
@@ -266,7 +289,7 @@ class _RecurrentLayer(nn.Module):
         x, mask, lengths = padded.data, padded.mask, padded.lengths
         steps, batch = x.shape[0], x.shape[1]
         states = self._prepare_state(hx, batch, batched, packed, x)
-        functions = backends.select(self.backend)
+        functions = backends.implementation(self.family, self.backend)
         directions = len(self._suffixes())
         index = reverse_index(lengths, steps, batch, x.device) if self.bidirectional else None
         layout = self._internals_layout(batched, packed, mask)
@@ -309,56 +332,15 @@ class _RecurrentLayer(nn.Module):
             final = [state.index_select(1, packed.unsorted_indices) for state in final]
         if not batched:
             final = [state.squeeze(1) for state in final]
-        state_out = tuple(final) if self.mode == "LSTM" else final[0]
+        state_out = tuple(final) if self.family.has_cell else final[0]
         if return_internals:
             return output, state_out, Internals(internals)
         return output, state_out
 
     def _run_direction(self, functions, x, states, weights, mask, recorder):
         """One layer, one direction: (output, final states, extra tensors for internals)."""
-        if self.variants.in_step:
-            return run_variant(
-                functions, self.mode, self.variants, self.training, self.nonlinearity,
-                x, states, weights, mask, recorder,
-            )
-        if self.mode == "LSTM":
-            output, h_n, c_n, cells, gates = functions.lstm(
-                x,
-                states[0],
-                states[1],
-                weights["weight_ih"],
-                weights["weight_hh"],
-                weights["bias_ih"],
-                weights["bias_hh"],
-                weights["weight_hr"],
-                mask,
-                recorder,
-            )
-            return output, (h_n, c_n), {"cells": cells, "gates": gates}
-        if self.mode == "GRU":
-            output, h_n, gates = functions.gru(
-                x,
-                states[0],
-                weights["weight_ih"],
-                weights["weight_hh"],
-                weights["bias_ih"],
-                weights["bias_hh"],
-                mask,
-                recorder,
-            )
-            return output, (h_n,), {"gates": gates}
-        output, h_n = functions.rnn(
-            x,
-            states[0],
-            weights["weight_ih"],
-            weights["weight_hh"],
-            weights["bias_ih"],
-            weights["bias_hh"],
-            self.nonlinearity,
-            mask,
-            recorder,
-        )
-        return output, (h_n,), {}
+        return self._run(functions, x, states, weights, self.variants, self.training,
+                         self.nonlinearity, mask, recorder)
 
     def _restore_output(self, output: Tensor, batched: bool, packed: PackedSequence | None):
         if packed is not None:
@@ -395,7 +377,7 @@ class _RecurrentLayer(nn.Module):
 
         gates = {}
         if "gates" in extras:
-            names = _GATE_NAMES[self.mode]
+            names = self.family.gates
             for name, gate in zip(names, extras["gates"].detach().chunk(len(names), dim=2)):
                 gates[name] = arrange(gate)
         cell = arrange(extras["cells"].detach()) if "cells" in extras else None
@@ -419,6 +401,8 @@ class _RecurrentLayer(nn.Module):
             _layout=arrange,
         )
 
+
+RecurrentLayer = _RecurrentLayer  # what every family's layer is (isinstance checks)
 
 _SHARED_DOC = """
     Arguments:
@@ -547,3 +531,65 @@ class LSTM(_RecurrentLayer):
             peephole=peephole, coupled_gates=coupled_gates, forget_bias=forget_bias,
             init=init, chrono_max_len=chrono_max_len,
         )  # fmt: skip
+
+
+class IndRNN(_RecurrentLayer):
+    r"""Independently recurrent network (Li et al. 2018, arXiv 1803.04831).
+
+    :math:`h_t = \phi(W_{ih} x_t + b_{ih} + u \odot h_{t-1} + b_{hh})`, with one recurrent
+    weight per unit (the vector ``u``), ``phi`` relu (default) or tanh. A unit's state feeds only
+    itself, so the gradient through T steps is a product of scalars ``u_n phi'``: bounded, it
+    neither vanishes nor explodes. ``recurrent_max_len=T`` applies the paper's constraint for
+    a relu network to keep memories T steps long: ``|u| <= 2 ** (1 / T)`` (u is clipped to it
+    in every forward, and drawn from U(0, 2 ** (1 / T)) at init; without it, from U(0, 1)).
+
+    Equivalent to ``h = cells.indrnn_cell(x_t, h, W_ih, u, b_ih, b_hh)`` for each t, per layer
+    and direction. Parameters ``weight_ih_l{k}`` ``(H, H_in)``, ``weight_hh_l{k}`` ``(H,)``
+    (u), ``bias_ih_l{k}``, ``bias_hh_l{k}`` ``(H,)``, plus ``_reverse`` for the second
+    direction. No torch.nn twin; no in-step variants.
+"""
+    __doc__ += _SHARED_DOC
+
+    def __init__(
+        self, input_size, hidden_size, num_layers=1, nonlinearity="relu", bias=True,
+        batch_first=False, dropout=0.0, bidirectional=False, device=None, dtype=None,
+        *, backend="auto", recurrent_max_len=None, **others,
+    ):  # fmt: skip
+        if recurrent_max_len is not None and (
+            isinstance(recurrent_max_len, bool) or not isinstance(recurrent_max_len, int)
+            or recurrent_max_len < 1
+        ):
+            raise ValueError(
+                "IndRNN: `recurrent_max_len` must be a positive integer (the longest memory "
+                f"to keep, in steps), got {recurrent_max_len!r}"
+            )
+        self.recurrent_max_len = recurrent_max_len
+        super().__init__(
+            "IndRNN", input_size, hidden_size, num_layers, bias, batch_first, dropout,
+            bidirectional, 0, nonlinearity, device, dtype, backend, **others,
+        )  # fmt: skip
+
+    @property
+    def recurrent_max(self) -> float | None:
+        """The bound on |u|, ``2 ** (1 / recurrent_max_len)``, or None."""
+        return None if self.recurrent_max_len is None else 2.0 ** (1.0 / self.recurrent_max_len)
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        with torch.no_grad():
+            for name, weight in self.named_parameters():
+                if name.startswith("weight_hh"):
+                    weight.uniform_(0.0, self.recurrent_max or 1.0)
+
+    def _weights(self, layer: int, suffix: str) -> dict[str, Tensor | None]:
+        weights = super()._weights(layer, suffix)
+        if self.recurrent_max is not None:
+            weights["weight_hh"] = weights["weight_hh"].clamp(-self.recurrent_max,
+                                                              self.recurrent_max)
+        return weights
+
+    def extra_repr(self) -> str:
+        text = super().extra_repr()
+        if self.recurrent_max_len is not None:
+            text += f", recurrent_max_len={self.recurrent_max_len}"
+        return text

@@ -3,7 +3,8 @@
 ``layer_norm`` (LSTM, GRU), ``zoneout`` (h, and c for the LSTM), ``recurrent_dropout``,
 ``weight_drop`` (DropConnect on W_hh, AWD-LSTM), ``peephole`` and ``coupled_gates`` (LSTM).
 This module checks the options, names their parameters and draws their masks; the step
-equations and their backward are in :mod:`rnnkit.bptt.lstm_variants` and ``gru_variants``.
+equations are in the cells (:mod:`rnnkit.cells`); each family's ``run``
+(:mod:`rnnkit.families`) hands them to the backend's variant function.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ import torch
 from torch import Tensor
 
 from rnnkit import _validation as check
-from rnnkit.bptt.gru_variants import GRUVariantFunction, RNNVariantFunction
-from rnnkit.bptt.lstm_variants import LSTMVariantFunction
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,7 @@ class Variants:
 
 def parse_variants(
     owner: str,
-    mode: str,
+    family,
     proj_size: int,
     layer_norm,
     zoneout,
@@ -59,7 +58,7 @@ def parse_variants(
             raise ValueError(f"{owner}: `zoneout` must be p or (p_h, p_c), got {zoneout!r}")
         zoneout_hidden, zoneout_cell = zoneout
     elif isinstance(zoneout, numbers.Real) and not isinstance(zoneout, bool):
-        zoneout_hidden, zoneout_cell = zoneout, zoneout if mode == "LSTM" else 0.0
+        zoneout_hidden, zoneout_cell = zoneout, zoneout if family.has_cell else 0.0
     else:
         raise ValueError(f"{owner}: `zoneout` must be p or (p_h, p_c), got {zoneout!r}")
     variants = Variants(
@@ -71,23 +70,22 @@ def parse_variants(
         peephole=bool(peephole),
         coupled_gates=bool(coupled_gates),
     )
-    if mode != "LSTM":
-        for name, used in (
-            ("peephole", variants.peephole),
-            ("coupled_gates", variants.coupled_gates),
-        ):
-            if used:
-                raise ValueError(
-                    f"{owner}: `{name}` is an LSTM option; the {mode} has no cell state or "
-                    "input/forget gate pair"
-                )
-        if variants.zoneout_cell:
-            raise ValueError(
-                f"{owner}: `zoneout` takes p_h alone for the {mode} (it has no cell state), "
-                f"got {zoneout!r}"
-            )
-    if mode == "RNN" and variants.layer_norm:  # (a plain tanh of LN'd sums: not offered yet)
-        raise ValueError(f"{owner}: `layer_norm` is offered for LSTM and GRU, not the vanilla RNN")
+    taken = set(family.options)
+    for name, used in (
+        ("layer_norm", variants.layer_norm),
+        ("peephole", variants.peephole),
+        ("coupled_gates", variants.coupled_gates),
+        ("recurrent_dropout", variants.recurrent_dropout),
+        ("weight_drop", variants.weight_drop),
+        ("zoneout", variants.zoneout_hidden),
+    ):
+        if used and name not in taken:
+            raise ValueError(f"{owner}: {_not_offered(name, family)}")
+    if variants.zoneout_cell and "zoneout_cell" not in taken:
+        raise ValueError(
+            f"{owner}: `zoneout` takes p_h alone for the {family.called} (it has no cell state), "
+            f"got {zoneout!r}"
+        )
     if proj_size and variants.in_step:
         raise ValueError(
             f"{owner}: `proj_size` cannot be combined with layer_norm, zoneout, "
@@ -96,16 +94,30 @@ def parse_variants(
     return variants
 
 
-def variant_parameters(variants: Variants, mode: str, hidden: int, tag: str) -> dict:
+def _not_offered(option: str, family) -> str:
+    """Why ``family`` refuses ``option``, naming the families that take it."""
+    from rnnkit import families  # the registry imports this module
+
+    offering = [other.name for other in sorted(families.families(), key=lambda f: -f.blocks)
+                if option in other.options]
+    if len(offering) == 1:
+        return f"`{option}` is an {offering[0]} option; the {family.called} does not take it"
+    if offering:
+        listed = ", ".join(offering[:-1]) + " and " + offering[-1]
+        return f"`{option}` is offered for {listed}, not the {family.called}"
+    return f"`{option}` is not offered for the {family.called}"
+
+
+def variant_parameters(variants: Variants, family, hidden: int, tag: str) -> dict:
     """Names -> (shape, initial value or None for the uniform init) of the extra parameters."""
-    gate_size = {"LSTM": 4, "GRU": 3, "RNN": 1}[mode] * hidden
+    gate_size = family.gate_rows(hidden)
     parameters = {}
     if variants.layer_norm:
         parameters[f"ln_ih_weight_{tag}"] = ((gate_size,), 1.0)
         parameters[f"ln_ih_bias_{tag}"] = ((gate_size,), 0.0)
         parameters[f"ln_hh_weight_{tag}"] = ((gate_size,), 1.0)
         parameters[f"ln_hh_bias_{tag}"] = ((gate_size,), 0.0)
-        if mode == "LSTM":
+        if family.has_cell:
             parameters[f"ln_cell_weight_{tag}"] = ((hidden,), 1.0)
             parameters[f"ln_cell_bias_{tag}"] = ((hidden,), 0.0)
     if variants.peephole:
@@ -148,12 +160,12 @@ def draw_masks(variants: Variants, training: bool, steps: int, batch: int, like:
     return recurrent, zone_h, zone_c
 
 
-def check_gate_init(owner: str, mode: str, bias: bool, forget_bias, init, chrono_max_len):
+def check_gate_init(owner: str, family, bias: bool, forget_bias, init, chrono_max_len):
     """Validated ``(forget_bias, init, chrono_max_len)``."""
     if init not in (None, "chrono"):
         raise ValueError(f"{owner}: `init` must be None or 'chrono', got {init!r}")
-    if (forget_bias is not None or init) and mode == "RNN":
-        raise ValueError(f"{owner}: the vanilla RNN has no forget gate to initialise")
+    if (forget_bias is not None or init) and family.keep_gate is None:
+        raise ValueError(f"{owner}: the {family.called} has no forget gate to initialise")
     if (forget_bias is not None or init) and not bias:
         raise ValueError(f"{owner}: forget_bias and init='chrono' need bias=True")
     if forget_bias is not None and init == "chrono":
@@ -176,63 +188,3 @@ def check_gate_init(owner: str, mode: str, bias: bool, forget_bias, init, chrono
     elif chrono_max_len is not None:
         raise ValueError(f"{owner}: `chrono_max_len` is only used with init='chrono'")
     return (None if forget_bias is None else float(forget_bias)), init, chrono_max_len
-
-
-def run_variant(
-    functions, mode, variants, training, nonlinearity, x, states, weights, mask, recorder
-):
-    """One layer, one direction with variants: (output, final states, tensors for internals)."""
-    steps, batch = x.shape[0], x.shape[1]
-    recurrent, zone_h, zone_c = draw_masks(variants, training, steps, batch, states[0])
-    masks = {"recurrent_mask": recurrent, "zoneout_hidden": zone_h, "zoneout_cell": zone_c}
-    ln = [weights[k] for k in ("ln_ih_weight", "ln_ih_bias", "ln_hh_weight", "ln_hh_bias")]
-    common = (weights["weight_ih"], weights["weight_hh"], weights["bias_ih"], weights["bias_hh"])
-    if mode == "LSTM":
-        function = getattr(functions, "lstm_variant", None) or REFERENCE_VARIANTS["lstm"]
-        output, h_n, c_n, cells, gates, normalized_ih, normalized_hh, normalized_cell = function(
-            x,
-            states[0],
-            states[1],
-            *common,
-            *ln,
-            weights["ln_cell_weight"],
-            weights["ln_cell_bias"],
-            weights["peephole_weight"],
-            recurrent,
-            zone_h,
-            zone_c,
-            variants.coupled_gates,
-            mask,
-            recorder,
-        )
-        extras = {
-            "cells": cells,
-            "gates": gates,
-            "normalized_ih": normalized_ih,
-            "normalized_hh": normalized_hh,
-            "normalized_cell": normalized_cell,
-            **masks,
-        }
-        return output, (h_n, c_n), extras
-    if mode == "GRU":
-        function = getattr(functions, "gru_variant", None) or REFERENCE_VARIANTS["gru"]
-        output, h_n, gates, normalized_ih, normalized_hh = function(
-            x, states[0], *common, *ln, recurrent, zone_h, mask, recorder
-        )
-        extras = {
-            "gates": gates,
-            "normalized_ih": normalized_ih,
-            "normalized_hh": normalized_hh,
-            **masks,
-        }
-        return output, (h_n,), extras
-    function = getattr(functions, "rnn_variant", None) or REFERENCE_VARIANTS["rnn"]
-    output, h_n = function(x, states[0], *common, nonlinearity, recurrent, zone_h, mask, recorder)
-    return output, (h_n,), masks
-
-
-REFERENCE_VARIANTS = {
-    "lstm": LSTMVariantFunction.apply,
-    "gru": GRUVariantFunction.apply,
-    "rnn": RNNVariantFunction.apply,
-}

@@ -65,12 +65,38 @@ def make_input(steps, batch, features, dtype, batch_first, packing, generator):
 
 
 def _reference_functions() -> tuple:
-    from rnnkit import bptt
-    from rnnkit.bptt.gru_variants import GRUVariantFunction, RNNVariantFunction
-    from rnnkit.bptt.lstm_variants import LSTMVariantFunction
+    """Every autograd Function in the modules of every family's reference functions."""
+    import importlib
+    import inspect
 
-    return (bptt.LSTMFunction, bptt.GRUFunction, bptt.RNNFunction, LSTMVariantFunction,
-            GRUVariantFunction, RNNVariantFunction)
+    from rnnkit import families
+
+    modules = {target.partition(":")[0] for family in families.families()
+               for target in family.reference.values()}
+    found = []
+    for module in sorted(modules):
+        for _, value in inspect.getmembers(importlib.import_module(module), inspect.isclass):
+            if issubclass(value, torch.autograd.Function) and value.__module__ == module:
+                found.append(value)
+    return tuple(found)
+
+
+def fused_functions():
+    """The fused sequence functions by name (``lstm``, ``lstm_variant``, ``gru``, ...), read from
+    the families' declarations, or None when the kernels are not built."""
+    from types import SimpleNamespace
+
+    from rnnkit import families
+    from rnnkit.kernels import loader
+
+    if loader.load_functions() is None:
+        return None
+    named = {}
+    for family in families.families():
+        for kind, target in family.fused.items():
+            suffix = "" if kind == "plain" else f"_{kind}"
+            named[f"{family.name.lower()}{suffix}"] = families.load(target)
+    return SimpleNamespace(**named)
 
 
 @contextmanager

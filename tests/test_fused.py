@@ -22,6 +22,7 @@ from rnnkit.kernels import loader
 from tests.helpers import (
     RNNKIT_CLASSES,
     assert_close,
+    fused_functions,
     make_input,
     output_tensor,
     reference_forbidden,
@@ -29,7 +30,7 @@ from tests.helpers import (
 )
 from tests.test_parity import FAMILIES
 
-FUSED = loader.load_functions()
+FUSED = fused_functions()
 
 FAMILY_IDS = [f"{mode}{index}" for index, (mode, _) in enumerate(FAMILIES)]
 MATRIX = list(

@@ -13,19 +13,20 @@ import itertools
 import pytest
 import torch
 
-import rnnkit
 from rnnkit.bptt.common import GradientRecorder
-from rnnkit.bptt.gru_variants import GRUVariantFunction, RNNVariantFunction
-from rnnkit.kernels import loader
+from rnnkit.bptt.gru_variants import GRUVariantFunction
+from rnnkit.bptt.rnn_variants import RNNVariantFunction
 from tests.helpers import (
     assert_close,
     assert_same_numbers,
+    fused_functions,
     fused_twins,
     layer_numbers,
+    reference_forbidden,
     runs_operator_backward,
 )
 
-FUSED = loader.load_functions()
+FUSED = fused_functions()
 # fused: skipped without kernels, must call them; one_thread: test_parallel_* set two
 pytestmark = [pytest.mark.fused, pytest.mark.usefixtures("one_thread")]
 
@@ -314,7 +315,7 @@ def test_fused_layer_equals_reference_layer(mode, case, dtype, training):
 
 @pytest.mark.parametrize("mode,options", [("GRU", {"layer_norm": True, "zoneout": 0.2}),
                                           ("RNN", {"recurrent_dropout": 0.2})])
-def test_fused_layer_actually_runs_the_kernel(monkeypatch, mode, options):
+def test_fused_layer_actually_runs_the_kernel(mode, options):
     """The layer reaches the fused Function: breaking the reference one changes nothing."""
     reference, fused = fused_twins(mode, torch.float64, input_size=FEATURES, hidden_size=HIDDEN,
                               **options)
@@ -322,9 +323,6 @@ def test_fused_layer_actually_runs_the_kernel(monkeypatch, mode, options):
     torch.manual_seed(5)
     expected = reference(x)[0]
 
-    def broken(*_arguments):
-        raise AssertionError("the reference Function ran on the fused path")
-
-    monkeypatch.setitem(rnnkit.variants.REFERENCE_VARIANTS, mode.lower(), broken)
     torch.manual_seed(5)
-    torch.testing.assert_close(fused(x)[0], expected, rtol=1e-10, atol=1e-10)
+    with reference_forbidden():  # every reference Function raises in here
+        torch.testing.assert_close(fused(x)[0], expected, rtol=1e-10, atol=1e-10)

@@ -12,13 +12,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-import rnnkit
 from rnnkit.bptt.common import GradientRecorder
 from rnnkit.bptt.lstm_variants import LSTMVariantFunction
-from rnnkit.kernels import loader
-from tests.helpers import assert_close, assert_same_numbers, fused_twins, layer_numbers
+from tests.helpers import (
+    assert_close,
+    assert_same_numbers,
+    fused_functions,
+    fused_twins,
+    layer_numbers,
+    reference_forbidden,
+)
 
-FUSED = loader.load_functions()
+FUSED = fused_functions()
 # fused: skipped without kernels, must call them; one_thread: test_parallel_* set two
 pytestmark = [pytest.mark.fused, pytest.mark.usefixtures("one_thread")]
 
@@ -211,18 +216,15 @@ def test_fused_layer_equals_reference_layer(case, dtype, training):
     assert_same_numbers(actual, expected, dtype)
 
 
-def test_fused_layer_actually_runs_the_kernel(monkeypatch):
+def test_fused_layer_actually_runs_the_kernel():
     """The layer reaches the fused Function: breaking the reference one changes nothing."""
     reference, fused = fused_twins("LSTM", torch.float64, input_size=FEATURES, hidden_size=HIDDEN,
                               layer_norm=True, peephole=True)
     x = torch.randn(STEPS, BATCH, FEATURES, dtype=torch.float64)
     expected = reference(x)[0]
 
-    def broken(*_arguments):
-        raise AssertionError("the reference Function ran on the fused path")
-
-    monkeypatch.setitem(rnnkit.variants.REFERENCE_VARIANTS, "lstm", broken)
-    torch.testing.assert_close(fused(x)[0], expected, rtol=1e-10, atol=1e-10)
+    with reference_forbidden():  # every reference Function raises in here
+        torch.testing.assert_close(fused(x)[0], expected, rtol=1e-10, atol=1e-10)
 
 
 def test_bench_variants_cli_prints_every_row(capsys):

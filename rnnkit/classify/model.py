@@ -15,13 +15,13 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnnkit import GRU, LSTM, RNN
 from rnnkit.backends import BACKENDS
 from rnnkit.classify.data import PADDING
 from rnnkit.errors import UserError
+from rnnkit.layers import app_cells
 from rnnkit.onnx.ops import exporting_onnx
 
-CELLS = {"rnn": RNN, "gru": GRU, "lstm": LSTM}
+CELLS = app_cells()  # --cell: every family, as declared in rnnkit.families
 POOLINGS = ("max", "mean", "last", "mean-max")
 
 

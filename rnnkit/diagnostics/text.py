@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rnnkit import GRU, LSTM, RNN
+from rnnkit.layers import RecurrentLayer
 
 SATURATION_LOW, SATURATION_HIGH = 0.1, 0.9
 FEATURES = ("inside quotes", "inside brackets", "position in line", "start of word")
@@ -37,12 +37,12 @@ class TextTrace:
 
 def recurrent_layer(model: nn.Module) -> nn.Module:
     layer = getattr(model, "rnn", None)
-    if isinstance(layer, RNN | GRU | LSTM):
+    if isinstance(layer, RecurrentLayer):
         return layer
     for module in model.modules():
-        if isinstance(module, RNN | GRU | LSTM):
+        if isinstance(module, RecurrentLayer):
             return module
-    raise ValueError(f"{type(model).__name__} holds no rnnkit RNN, GRU or LSTM layer")
+    raise ValueError(f"{type(model).__name__} holds no rnnkit recurrent layer")
 
 
 @torch.no_grad()

@@ -16,11 +16,11 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 from torch import Tensor, nn
 
-from rnnkit import GRU, LSTM, RNN
 from rnnkit.backends import BACKENDS
 from rnnkit.errors import UserError
+from rnnkit.layers import app_cells
 
-CELLS = {"rnn": RNN, "gru": GRU, "lstm": LSTM}
+CELLS = app_cells()  # --cell: every family, as declared in rnnkit.families
 HEADS = ("direct", "seq2seq")
 WINDOW_NORMS = ("last", "mean", "none")
 LOSSES = ("mse", "mae")

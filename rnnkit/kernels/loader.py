@@ -284,7 +284,9 @@ def loaded_library() -> Library | None:
 
 
 def load_functions() -> SimpleNamespace | None:
-    """The fused ``lstm``/``gru``/``rnn`` sequence functions, or None where they cannot be built.
+    """The fused backend (a namespace named "fused") once its operators are loaded and
+    registered, or None where they cannot be built. The families' fused functions
+    (``rnnkit.kernels.<family>``) are found through their declarations (:mod:`rnnkit.families`).
 
     Called on every forward of a layer: after the first call it returns a cached namespace.
     A failure is logged once as a warning and remembered, so the next call costs nothing.
@@ -303,9 +305,7 @@ def load_functions() -> SimpleNamespace | None:
                 _failure = str(error)
                 logger.warning("rnnkit: %s; running the reference path (rnnkit.bptt)", error)
                 return None
-            from rnnkit.kernels import functions
-
-            _functions = functions.namespace()
+            _functions = SimpleNamespace(name="fused")
     return _functions
 
 

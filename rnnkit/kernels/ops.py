@@ -30,7 +30,7 @@ from torch import Tensor
 
 kernels = torch.ops.rnnkit  # the seam: tests/conftest.py wraps it to count calls
 # eager calls go straight to the CPU kernel (what torch.library's own wrapper does inside)
-_BELOW_AUTOGRAD = torch._C._AutoDispatchBelowAutograd
+BELOW_AUTOGRAD = torch._C._AutoDispatchBelowAutograd
 _registered = False
 
 
@@ -540,7 +540,7 @@ class EagerFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, name, recorder, *inputs):
-        with _BELOW_AUTOGRAD():
+        with BELOW_AUTOGRAD():
             outputs = getattr(kernels, name)(*inputs)
         formula = FORMULAS[name]
         formula.setup(ctx, inputs, outputs)
@@ -552,7 +552,7 @@ class EagerFunction(torch.autograd.Function):
     def backward(ctx, *grads):
         needs = ctx.needs_input_grad[2:]
         recorder = ctx.recorder
-        with _BELOW_AUTOGRAD():
+        with BELOW_AUTOGRAD():
             results = ctx.formula.call(ctx, needs, recorder is not None, *grads)
         if recorder is not None:
             cell_grads = getattr(results, "cell_grads", None)
@@ -577,17 +577,38 @@ _FAKES = {
 OPERATORS = tuple(_FAKES)
 
 
+def _register_one(name: str) -> None:
+    torch.library.register_fake(f"rnnkit::{name}")(_FAKES[name])
+    formula = FORMULAS.get(name)
+    if formula is not None:
+        torch.library.register_autograd(f"rnnkit::{name}", _backward_of(formula),
+                                        setup_context=formula.setup)
+
+
 def register() -> None:
     """Fake implementations and autograd formulas of the loaded operators (once a process)."""
     global _registered
     if _registered:
         return
-    for name, fake in _FAKES.items():
-        torch.library.register_fake(f"rnnkit::{name}")(fake)
-    for name, formula in FORMULAS.items():
-        torch.library.register_autograd(f"rnnkit::{name}", _backward_of(formula),
-                                        setup_context=formula.setup)
+    for name in _FAKES:
+        _register_one(name)
     _registered = True
+
+
+def define(forward: str, backward: str, fake_forward, fake_backward, setup, call, grads) -> None:
+    """A family's own pair of operators (declared in its own ``csrc`` file, as
+    ``TORCH_LIBRARY_FRAGMENT``): their fakes and the forward's autograd formula (``setup``,
+    ``call``, ``grads`` as in :data:`FORMULAS`), so :func:`run` and :class:`EagerFunction`
+    take them like the built-in ones. Called by the family's binding module at import."""
+    global OPERATORS
+    if forward in _FAKES:
+        return
+    _FAKES[forward], _FAKES[backward] = fake_forward, fake_backward
+    FORMULAS[forward] = _Formula(setup, call, grads)
+    OPERATORS = tuple(_FAKES)
+    if _registered:
+        _register_one(forward)
+        _register_one(backward)
 
 
 # ---- what the sequence functions share ----------------------------------------------------------
@@ -619,7 +640,7 @@ def run(name: str, recorder, differentiable, *inputs):
         return getattr(kernels, name)(*inputs)
     if eager_graph(differentiable):
         return EagerFunction.apply(name, recorder, *inputs)
-    with _BELOW_AUTOGRAD():
+    with BELOW_AUTOGRAD():
         return getattr(kernels, name)(*inputs)
 
 
@@ -632,3 +653,12 @@ def eager_graph(tensors) -> bool:
     if _traced() or not torch.is_grad_enabled():
         return False
     return any(t is not None and t.requires_grad for t in tensors)
+
+
+def clone_if(tensor: Tensor | None, needed: bool) -> Tensor | None:
+    """A copy of a gradient for a second parameter: two must never share one gradient tensor."""
+    return tensor.clone() if tensor is not None and needed else None
+
+
+def detached(tensor: Tensor | None) -> Tensor | None:
+    return None if tensor is None else tensor.detach()

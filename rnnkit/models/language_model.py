@@ -11,12 +11,13 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import Tensor, nn
 
-from rnnkit import GRU, LSTM, RNN
+from rnnkit import families
 from rnnkit import init as gate_init
 from rnnkit.backends import BACKENDS
 from rnnkit.errors import UserError
+from rnnkit.layers import app_cells
 
-CELLS = {"rnn": RNN, "gru": GRU, "lstm": LSTM}
+CELLS = app_cells()  # --cell: every family, as declared in rnnkit.families
 INITS = ("default", "chrono")
 
 
@@ -54,9 +55,13 @@ class ModelConfig:
                 options[name] = getattr(self, name)
         if self.zoneout or self.zoneout_cell:
             options["zoneout"] = (
-                (self.zoneout, self.zoneout_cell) if self.cell == "lstm" else self.zoneout
+                (self.zoneout, self.zoneout_cell) if self.family.has_cell else self.zoneout
             )
         return options
+
+    @property
+    def family(self) -> families.Family:
+        return families.get(CELLS[self.cell].__name__)
 
     def validate(self) -> ModelConfig:
         if self.cell not in CELLS:
@@ -79,15 +84,19 @@ class ModelConfig:
             )
         if self.init not in INITS:
             raise UserError(f"--init must be one of {', '.join(INITS)}, got {self.init!r}")
-        if (self.forget_bias is not None or self.init == "chrono") and self.cell == "rnn":
-            raise UserError("--forget-bias and --init chrono need a gated cell (gru or lstm)")
+        if (self.forget_bias is not None or self.init == "chrono") and (
+            self.family.keep_gate is None
+        ):
+            gated = ", ".join(cell for cell, layer in CELLS.items()
+                              if families.get(layer.__name__).keep_gate is not None)
+            raise UserError(f"--forget-bias and --init chrono need a gated cell ({gated})")
         if self.backend not in BACKENDS:
             raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got "
                             f"{self.backend!r}")
         if not isinstance(self.chrono_max_len, int) or self.chrono_max_len < 0:
             raise UserError(f"--chrono-max-len must be 0 (the --seq-len) or positive, got "
                             f"{self.chrono_max_len!r}")
-        if self.zoneout_cell and self.cell != "lstm":
+        if self.zoneout_cell and not self.family.has_cell:
             raise UserError(f"--zoneout-cell needs --cell lstm (the {self.cell} has no cell state)")
         try:  # the layer's own checks, as one-line messages naming the flag
             CELLS[self.cell](1, 2, **self.variant_options())

@@ -9,36 +9,25 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from rnnkit import GRU, LSTM, RNN
+from rnnkit import families
 from rnnkit import init as gate_init
 from rnnkit.errors import UserError
+from rnnkit.layers import layer_class
 from rnnkit.tasks.base import Task
 
-CELLS = {
-    "rnn": (RNN, None),
-    "gru": (GRU, None),
-    "lstm": (LSTM, None),
-    "lstm-chrono": (LSTM, "chrono"),
-    "gru-chrono": (GRU, "chrono"),
-}
+# every family's --cell names (rnnkit.families): name -> (layer class, init)
+CELLS = {cell: (layer_class(family), init) for cell, (family, init) in families.cli_cells().items()}
 DEFAULT_CELLS = ("rnn", "gru", "lstm", "lstm-chrono")
-# which layer variants (rnnkit.variants) each family takes; others are left out for it
-VARIANTS_FOR = {
-    RNN: ("zoneout", "recurrent_dropout", "weight_drop"),
-    GRU: ("layer_norm", "zoneout", "recurrent_dropout", "weight_drop"),
-    LSTM: ("layer_norm", "zoneout", "zoneout_cell", "recurrent_dropout", "weight_drop",
-           "peephole", "coupled_gates"),
-}
 
 
 def variant_options(cell: str, variants: dict) -> dict:
     """The layer options of ``variants`` (flag names -> values) that ``cell`` takes."""
-    layer_type = CELLS[cell][0]
-    chosen = {k: v for k, v in variants.items() if v and k in VARIANTS_FOR[layer_type]}
+    family = families.get(CELLS[cell][0].__name__)
+    chosen = {k: v for k, v in variants.items() if v and k in family.options}
     zoneout_cell = chosen.pop("zoneout_cell", 0.0)
     if zoneout_cell or "zoneout" in chosen:
         zoneout_hidden = chosen.pop("zoneout", 0.0)
-        chosen["zoneout"] = (zoneout_hidden, zoneout_cell) if layer_type is LSTM else zoneout_hidden
+        chosen["zoneout"] = (zoneout_hidden, zoneout_cell) if family.has_cell else zoneout_hidden
     return chosen
 
 
@@ -61,9 +50,12 @@ def build_layer(cell: str, input_size: int, hidden: int, chrono_max_len: int, ba
     if cell not in CELLS:
         raise UserError(f"unknown cell {cell!r}; valid: {', '.join(CELLS)}")
     layer_type, init = CELLS[cell]
+    options = variant_options(cell, variants or {})
+    family = families.get(layer_type.__name__)
+    if family.memory_option is not None:  # e.g. the IndRNN's bound on |u| for this length
+        options[family.memory_option] = max(1, chrono_max_len)
     try:
-        layer = layer_type(input_size, hidden, backend=backend,
-                           **variant_options(cell, variants or {}))
+        layer = layer_type(input_size, hidden, backend=backend, **options)
     except ValueError as error:
         raise UserError(f"cell {cell}: {str(error).split(': ', 1)[-1]}") from None
     if init == "chrono":
