@@ -215,6 +215,11 @@ def _stack(layer, kind: str, index: int):
 
 def export_forward(layer, input, hx=None, lengths: Tensor | None = None):
     """The layer's forward as the ONNX exporter should see it (eval form, no internals)."""
+    if not layer.family.onnx:
+        raise UserError(
+            f"{layer._name}: the {layer.family.called} has no ONNX translation (ONNX has "
+            "standard LSTM, GRU and RNN nodes); run it in PyTorch, or export an LSTM, GRU or RNN"
+        )
     if isinstance(input, PackedSequence):
         raise UserError(
             f"{layer._name}: a PackedSequence cannot be exported to ONNX; pass the padded "
@@ -234,8 +239,8 @@ def export_forward(layer, input, hx=None, lengths: Tensor | None = None):
     shape = (directions * layer.num_layers, x.shape[1])
     if hx is None:
         h0 = x.new_zeros(*shape, out_size)
-        c0 = x.new_zeros(*shape, layer.hidden_size) if layer.mode == "LSTM" else None
-    elif layer.mode == "LSTM":
+        c0 = x.new_zeros(*shape, layer.hidden_size) if layer.family.has_cell else None
+    elif layer.family.has_cell:
         h0, c0 = hx
     else:
         h0, c0 = hx, None
@@ -261,7 +266,7 @@ def export_forward(layer, input, hx=None, lengths: Tensor | None = None):
             finals_c.append(c_n)
     output = x.transpose(0, 1) if layer.batch_first else x
     h_n = torch.cat(finals_h)
-    if layer.mode == "LSTM":
+    if layer.family.has_cell:
         return output, (h_n, torch.cat(finals_c))
     return output, h_n
 
