@@ -171,7 +171,7 @@ class LanguageModel(nn.Module):
     def initial_state(self, batch_size: int, device=None):
         """Zeros in the layout the recurrent layer takes: ``h`` or ``(h, c)``."""
         zeros = torch.zeros(self.config.layers, batch_size, self.config.hidden, device=device)
-        return (zeros, zeros.clone()) if self.config.cell == "lstm" else zeros
+        return (zeros, zeros.clone()) if self.config.family.has_cell else zeros
 
 
 def detach_state(state):

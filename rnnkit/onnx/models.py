@@ -18,7 +18,7 @@ class LanguageModelGraph(nn.Module):
     def __init__(self, model) -> None:
         super().__init__()
         self.model = model
-        self.lstm = model.config.cell == "lstm"
+        self.lstm = model.config.family.has_cell  # the state is (h, c)
 
     def forward(self, tokens: Tensor, h0: Tensor, c0: Tensor | None = None):
         state = (h0, c0) if self.lstm else h0
@@ -81,7 +81,7 @@ class OnnxLanguageModel:
 
         self.session = session(path)
         self.config = config
-        self.lstm = config.cell == "lstm"
+        self.lstm = config.family.has_cell
 
     def eval(self):
         return self

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from rnnkit import families
 from rnnkit.tasks import make_task
 from rnnkit.tasks.training import RunResult, TrainSettings, train
 
@@ -149,7 +150,9 @@ def run_jobs(
 
 def _cost(job: Job) -> float:
     """Rough relative cost of a run: gate blocks per step, times steps and length."""
-    blocks = 4 if job.cell.startswith("lstm") else 3 if job.cell.startswith("gru") else 1
+    from rnnkit.tasks.models import CELLS
+
+    blocks = families.get(CELLS[job.cell][0].__name__).blocks
     return blocks * job.settings.steps * job.length
 
 
