@@ -34,26 +34,27 @@ DTYPE = torch.float64
 
 
 def _lstm_step(x, states, weights, masks, layer):
-    h, c, _ = lstm_cell(
+    h, c, gates = lstm_cell(
         x, *states, **weights, coupled_gates=layer.variants.coupled_gates, **masks
     )
-    return h, c
+    return (h, c), gates
 
 
 def _gru_step(x, states, weights, masks, layer):
-    h, _ = gru_cell(x, *states, **weights, **masks)
-    return (h,)
+    h, gates = gru_cell(x, *states, **weights, **masks)
+    return (h,), gates
 
 
 def _rnn_step(x, states, weights, masks, layer):
-    return (rnn_cell(x, *states, **weights, nonlinearity=layer.nonlinearity, **masks),)
+    return (rnn_cell(x, *states, **weights, nonlinearity=layer.nonlinearity, **masks),), {}
 
 
 @dataclass(frozen=True)
 class CellFamily:
     """What the loop needs of a family: its states (h first) and one step over them.
 
-    ``step(x_t, states, weights, masks, layer) -> states``: ``weights`` maps the layer's
+    ``step(x_t, states, weights, masks, layer) -> (states, gates)``: the new states and the
+    cell's dict of gates (and normalised pre-activations); ``weights`` maps the layer's
     parameter kinds (``weight_ih``, ``ln_ih_weight``, ``peephole_weight``, ...) of one layer
     and direction to tensors; ``masks`` maps the cell's mask arguments to this step's values.
     """
@@ -80,7 +81,15 @@ def float64_parameters(layer) -> dict[str, Tensor]:
     }
 
 
-def cell_loop(layer, input, hx=None, masks=None, parameters: dict[str, Tensor] | None = None):
+def cell_loop(
+    layer,
+    input,
+    hx=None,
+    masks=None,
+    parameters: dict[str, Tensor] | None = None,
+    *,
+    trace: bool = False,
+):
     """The layer's forward, recomputed step by step from ``rnnkit.cells`` in float64.
 
     Arguments:
@@ -93,11 +102,17 @@ def cell_loop(layer, input, hx=None, masks=None, parameters: dict[str, Tensor] |
             ``extras`` hold the zoneout and recurrent-dropout masks it drew); needed in
             training when the layer has zoneout or recurrent dropout.
         parameters: name -> tensor for the weights (default: float64 copies of the layer's).
+        trace: also return every step's states and gates, per layer and direction.
 
     Returns:
         ``(output, h_n)`` or, for the LSTM, ``(output, (h_n, c_n))``, in float64 and in the
         layer's own layout: a PackedSequence with the input's batch sizes and orders for
-        packed input.
+        packed input. With ``trace``, a third item: ``traces[layer][direction]`` maps
+        "hidden", "cell" (the LSTM's c_t), "gates[<gate name>]" and, with layer norm,
+        "extras[normalized_ih]", "extras[normalized_hh]" ("extras[normalized_cell]") to a
+        tensor laid out as
+        :class:`rnnkit.internals.DirectionInternals` lays out its own (the caller's layout
+        and batch order, zeros past each sequence's end, the input's time order).
     """
     if layer.mode not in FAMILIES:
         raise ValueError(f"cell_loop: no cell family {layer.mode!r}; known: {sorted(FAMILIES)}")
@@ -109,6 +124,7 @@ def cell_loop(layer, input, hx=None, masks=None, parameters: dict[str, Tensor] |
     directions = 2 if layer.bidirectional else 1
     initial = _initial_states(layer, hx, family, batched, len(sequences))
     outputs, finals = [], {name: [] for name in family.states}
+    traces = [[[] for _ in range(directions)] for _ in range(layer.num_layers)]
     for b, sequence in enumerate(sequences):
         layer_input = sequence  # (L_b, H_in)
         for k in range(layer.num_layers):
@@ -124,6 +140,7 @@ def cell_loop(layer, input, hx=None, masks=None, parameters: dict[str, Tensor] |
                 per_direction.append(run[0])
                 for name, final in zip(family.states, run[1]):
                     finals[name].append((slot, b, final[0]))
+                traces[k][direction].append(run[2])
             layer_input = torch.cat(per_direction, dim=1)  # (L_b, D * H_out)
         outputs.append(layer_input)
     output = _restore_output(layer, input, outputs, batched)
@@ -131,7 +148,26 @@ def cell_loop(layer, input, hx=None, masks=None, parameters: dict[str, Tensor] |
         _stack_finals(finals[name], layer.num_layers * directions, len(sequences), batched)
         for name in family.states
     )
-    return output, (state_out if len(state_out) > 1 else state_out[0])
+    result = output, (state_out if len(state_out) > 1 else state_out[0])
+    if not trace:
+        return result
+    laid_out = [
+        [_lay_out_trace(layer, per_sequence, batched) for per_sequence in per_layer]
+        for per_layer in traces
+    ]
+    return (*result, laid_out)
+
+
+def _lay_out_trace(layer, per_sequence: list[dict], batched: bool) -> dict[str, Tensor]:
+    """[{name: (L_b, ·)} per sequence] -> {name: tensor in the internals' layout}."""
+    laid_out = {}
+    for name in per_sequence[0]:
+        if not batched:
+            laid_out[name] = per_sequence[0][name]  # (L, ·)
+            continue
+        padded = torch.nn.utils.rnn.pad_sequence([seq[name] for seq in per_sequence])
+        laid_out[name] = padded.transpose(0, 1) if layer.batch_first else padded
+    return laid_out
 
 
 def _refuse_hidden_randomness(layer) -> None:
@@ -228,15 +264,22 @@ def _sequence_masks(layer, family, masks, k, direction, b, batched) -> dict:
 
 
 def _run_direction(layer, family, inputs, states, weights, masks_at, reverse):
-    """One sequence through one layer and direction: (outputs (L_b, H_out) in time order,
-    final states (1, ·) each)."""
+    """One sequence through one layer and direction, in time order: (outputs (L_b, H_out),
+    final states (1, ·) each, trace {"hidden", "cell", "gates[<name>]",
+    "extras[normalized_*]": (L_b, ·)})."""
     steps = inputs.shape[0]
     order = range(steps - 1, -1, -1) if reverse else range(steps)
-    outputs = [None] * steps
+    trace: dict[str, list] = {}
     for t in order:
-        states = family.step(inputs[t : t + 1], states, weights, masks_at(t), layer)
-        outputs[t] = states[0][0]
-    return torch.stack(outputs), states
+        states, gates = family.step(inputs[t : t + 1], states, weights, masks_at(t), layer)
+        step_trace = dict(zip(("hidden", "cell"), states))  # the LSTM's c_t is "cell"
+        for name, value in gates.items():  # ... and its candidate gate g_t "gates[cell]"
+            kind = "extras" if name.startswith("normalized_") else "gates"
+            step_trace[f"{kind}[{name}]"] = value
+        for name, value in step_trace.items():
+            trace.setdefault(name, [None] * steps)[t] = value[0]
+    trace = {name: torch.stack(values) for name, values in trace.items()}
+    return trace["hidden"], states, trace
 
 
 def _restore_output(layer, input, outputs: list[Tensor], batched: bool):
@@ -285,6 +328,26 @@ def _max_difference(actual: Tensor | None, expected: Tensor | None, like: Tensor
     return (actual.to(DTYPE) - expected.to(DTYPE)).abs().max().item()
 
 
+def _internals_differences(internals, traces) -> dict[str, float]:
+    """Every h_t, c_t, gate and normalised pre-activation the layer showed, against the loop."""
+    differences = {}
+    for k, per_layer in enumerate(traces):
+        for d, trace in enumerate(per_layer):
+            shown = internals[k][d]
+            for key, expected in trace.items():
+                if key in ("hidden", "cell"):
+                    actual = getattr(shown, key)
+                else:
+                    kind, name = key[:-1].split("[")
+                    actual = getattr(shown, kind).get(name)
+                if actual is None:
+                    raise AssertionError(f"internals[{k}][{d}] has no {key}")
+                differences[f"internals[{k}][{d}].{key}"] = _max_difference(
+                    actual, expected, expected
+                )
+    return differences
+
+
 def compare_with_cell_loop(layer, input, hx=None, *, seed: int = 0) -> dict[str, float]:
     """The largest absolute difference between the layer and its cell loop, per quantity.
 
@@ -292,7 +355,8 @@ def compare_with_cell_loop(layer, input, hx=None, *, seed: int = 0) -> dict[str,
     read), the cell loop on float64 copies of the weights and the same input and initial
     state, then one backward through each with the same random cotangents on every output
     and final state. Keys: "output", "h_n" ("c_n"), "grad input", "grad h_0" ("grad c_0")
-    when ``hx`` is given, and "grad <parameter name>" for every parameter.
+    when ``hx`` is given, "grad <parameter name>" for every parameter, and for the internals
+    "internals[k][d].hidden" (".cell", ".gates[name]", ".extras[normalized_*]").
     """
     if isinstance(input, PackedSequence):
         data = input.data.detach().clone().requires_grad_(True)
@@ -311,9 +375,12 @@ def compare_with_cell_loop(layer, input, hx=None, *, seed: int = 0) -> dict[str,
     output, state, internals = layer(input, hx, return_internals=True)
     actual = _flat((output, state))
     parameters = float64_parameters(layer)
-    expected = _flat(cell_loop(layer, input, hx, masks=internals, parameters=parameters))
+    *result, traces = cell_loop(layer, input, hx, masks=internals, parameters=parameters,
+                                trace=True)
+    expected = _flat(result)
     differences = {name: _max_difference(actual[name], expected[name], expected[name])
                    for name in expected}
+    differences.update(_internals_differences(internals, traces))
     generator = torch.Generator().manual_seed(seed + 1)
     cotangents = {name: torch.randn(tensor.shape, dtype=DTYPE, generator=generator)
                   for name, tensor in expected.items()}
