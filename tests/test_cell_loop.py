@@ -339,3 +339,31 @@ def test_the_default_options_are_the_plain_cell():
     with pytest.raises(ValueError, match="projection"):
         lstm_cell(x, h[:, :2], c, weights[0], weights[1][:, :2], None, None,
                   draw(2, HIDDEN), coupled_gates=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("mode", list(VARIANTS))
+@pytest.mark.parametrize("hidden,batch", [(224, 2), (96, 40)], ids=["few-rows", "wide-batch"])
+def test_larger_sizes_on_two_threads(mode, hidden, batch, backend):
+    """Sizes where the kernels take their other GEMM engines (few rows against a weight of
+    >= 128K elements; a wide batch) and split work over two threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(0)
+        options, _ = VARIANTS[mode]["all"]
+        layer = getattr(rnnkit, mode)(8, hidden, num_layers=2, bidirectional=True,
+                                      backend=backend, **options).to(DTYPE)
+        generator = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for parameter in layer.parameters():
+                parameter.copy_(torch.randn(parameter.shape, dtype=DTYPE, generator=generator)
+                                * 2 / hidden**0.5)
+        x = torch.randn(6, batch, 8, dtype=DTYPE, generator=generator)
+        lengths = torch.randint(1, 7, (batch,), generator=generator)
+        lengths[0] = 6
+        packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+        assert_agrees(compare_with_cell_loop(layer, packed))
+    finally:
+        torch.set_num_threads(threads)
