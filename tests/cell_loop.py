@@ -110,9 +110,9 @@ def cell_loop(
         packed input. With ``trace``, a third item: ``traces[layer][direction]`` maps
         "hidden", "cell" (the LSTM's c_t), "gates[<gate name>]" and, with layer norm,
         "extras[normalized_ih]", "extras[normalized_hh]" ("extras[normalized_cell]") to a
-        tensor laid out as
-        :class:`rnnkit.internals.DirectionInternals` lays out its own (the caller's layout
-        and batch order, zeros past each sequence's end, the input's time order).
+        tensor laid out as :class:`rnnkit.internals.DirectionInternals` lays out its own
+        (the caller's layout and batch order, zeros past each sequence's end, the input's
+        time order).
     """
     if layer.mode not in FAMILIES:
         raise ValueError(f"cell_loop: no cell family {layer.mode!r}; known: {sorted(FAMILIES)}")
@@ -132,9 +132,9 @@ def cell_loop(
             for direction in range(directions):
                 slot = k * directions + direction
                 states = tuple(state[slot][b : b + 1] for state in initial)  # (1, ·) each
-                step_masks = _sequence_masks(layer, family, masks, k, direction, b, batched)
+                masks_at = _sequence_masks(layer, family, masks, k, direction, b, batched)
                 run = _run_direction(
-                    layer, family, layer_input, states, weights[k, direction], step_masks,
+                    layer, family, layer_input, states, weights[k, direction], masks_at,
                     reverse=direction == 1,
                 )  # fmt: skip
                 per_direction.append(run[0])
@@ -224,9 +224,9 @@ def _initial_states(layer, hx, family: CellFamily, batched: bool, batch: int) ->
     return [state.to(DTYPE) if batched else state.to(DTYPE).unsqueeze(1) for state in given]
 
 
-def _sequence_masks(layer, family, masks, k, direction, b, batched) -> dict:
-    """For sequence b of layer k, one direction: the cell's mask arguments, as a function of
-    the step's time index t (in the input's time order)."""
+def _sequence_masks(layer, family, masks, k, direction, b, batched) -> Callable[[int], dict]:
+    """For sequence b of layer k, one direction: t -> the cell's mask arguments at the step
+    that reads x_t (t in the input's time order, for either direction)."""
     variants = layer.variants
     probabilities = {
         "zoneout_hidden": variants.zoneout_hidden,
