@@ -114,6 +114,13 @@ def cell_loop(
         (the caller's layout and batch order, zeros past each sequence's end, the input's
         time order).
     """
+    result, traces, _ = _loop(layer, input, hx, masks, parameters)
+    return (*result, traces) if trace else result
+
+
+def _loop(layer, input, hx, masks, parameters):
+    """cell_loop's result, its traces, and every step's state tensors
+    ``[layer][direction][sequence] -> {"hidden", "cell": [(1, ·) per step]}``."""
     if layer.mode not in FAMILIES:
         raise ValueError(f"cell_loop: no cell family {layer.mode!r}; known: {sorted(FAMILIES)}")
     family = FAMILIES[layer.mode]
@@ -125,6 +132,7 @@ def cell_loop(
     initial = _initial_states(layer, hx, family, batched, len(sequences))
     outputs, finals = [], {name: [] for name in family.states}
     traces = [[[] for _ in range(directions)] for _ in range(layer.num_layers)]
+    raw_states = [[[] for _ in range(directions)] for _ in range(layer.num_layers)]
     for b, sequence in enumerate(sequences):
         layer_input = sequence  # (L_b, H_in)
         for k in range(layer.num_layers):
@@ -141,6 +149,7 @@ def cell_loop(
                 for name, final in zip(family.states, run[1]):
                     finals[name].append((slot, b, final[0]))
                 traces[k][direction].append(run[2])
+                raw_states[k][direction].append(run[3])
             layer_input = torch.cat(per_direction, dim=1)  # (L_b, D * H_out)
         outputs.append(layer_input)
     output = _restore_output(layer, input, outputs, batched)
@@ -149,13 +158,11 @@ def cell_loop(
         for name in family.states
     )
     result = output, (state_out if len(state_out) > 1 else state_out[0])
-    if not trace:
-        return result
     laid_out = [
         [_lay_out_trace(layer, per_sequence, batched) for per_sequence in per_layer]
         for per_layer in traces
     ]
-    return (*result, laid_out)
+    return result, laid_out, raw_states
 
 
 def _lay_out_trace(layer, per_sequence: list[dict], batched: bool) -> dict[str, Tensor]:
@@ -266,20 +273,24 @@ def _sequence_masks(layer, family, masks, k, direction, b, batched) -> Callable[
 def _run_direction(layer, family, inputs, states, weights, masks_at, reverse):
     """One sequence through one layer and direction, in time order: (outputs (L_b, H_out),
     final states (1, ·) each, trace {"hidden", "cell", "gates[<name>]",
-    "extras[normalized_*]": (L_b, ·)})."""
+    "extras[normalized_*]": (L_b, ·)}, the same states' tensors {"hidden", "cell": [(1, ·)]
+    per step})."""
     steps = inputs.shape[0]
     order = range(steps - 1, -1, -1) if reverse else range(steps)
     trace: dict[str, list] = {}
+    raw_states: dict[str, list] = {}  # the (1, ·) tensors themselves, for dL/dh_t and dL/dc_t
     for t in order:
         states, gates = family.step(inputs[t : t + 1], states, weights, masks_at(t), layer)
         step_trace = dict(zip(("hidden", "cell"), states))  # the LSTM's c_t is "cell"
+        for name, state in step_trace.items():
+            raw_states.setdefault(name, [None] * steps)[t] = state
         for name, value in gates.items():  # ... and its candidate gate g_t "gates[cell]"
             kind = "extras" if name.startswith("normalized_") else "gates"
             step_trace[f"{kind}[{name}]"] = value
         for name, value in step_trace.items():
             trace.setdefault(name, [None] * steps)[t] = value[0]
     trace = {name: torch.stack(values) for name, values in trace.items()}
-    return trace["hidden"], states, trace
+    return trace["hidden"], states, trace, raw_states
 
 
 def _restore_output(layer, input, outputs: list[Tensor], batched: bool):
@@ -320,6 +331,10 @@ def _flat(result) -> dict[str, Tensor]:
     return flat
 
 
+def _zero_if_none(gradient: Tensor | None, like: Tensor) -> Tensor:
+    return torch.zeros_like(like) if gradient is None else gradient
+
+
 def _max_difference(actual: Tensor | None, expected: Tensor | None, like: Tensor) -> float:
     actual = torch.zeros_like(like) if actual is None else actual
     expected = torch.zeros_like(like) if expected is None else expected
@@ -356,7 +371,9 @@ def compare_with_cell_loop(layer, input, hx=None, *, seed: int = 0) -> dict[str,
     state, then one backward through each with the same random cotangents on every output
     and final state. Keys: "output", "h_n" ("c_n"), "grad input", "grad h_0" ("grad c_0")
     when ``hx`` is given, "grad <parameter name>" for every parameter, and for the internals
-    "internals[k][d].hidden" (".cell", ".gates[name]", ".extras[normalized_*]").
+    "internals[k][d].hidden" (".cell", ".gates[name]", ".extras[normalized_*]") and the
+    recorded gradients "internals[k][d].hidden_grad" (".cell_grad"), dL/dh_t and dL/dc_t
+    from autograd through the loop.
     """
     if isinstance(input, PackedSequence):
         data = input.data.detach().clone().requires_grad_(True)
@@ -375,8 +392,7 @@ def compare_with_cell_loop(layer, input, hx=None, *, seed: int = 0) -> dict[str,
     output, state, internals = layer(input, hx, return_internals=True)
     actual = _flat((output, state))
     parameters = float64_parameters(layer)
-    *result, traces = cell_loop(layer, input, hx, masks=internals, parameters=parameters,
-                                trace=True)
+    result, traces, raw_states = _loop(layer, input, hx, internals, parameters)
     expected = _flat(result)
     differences = {name: _max_difference(actual[name], expected[name], expected[name])
                    for name in expected}
@@ -391,10 +407,33 @@ def compare_with_cell_loop(layer, input, hx=None, *, seed: int = 0) -> dict[str,
 
     layer_parameters = dict(layer.named_parameters())
     actual_grads = gradients(actual, [input_leaf, *state_leaves, *layer_parameters.values()])
-    expected_grads = gradients(expected, [input_leaf, *state_leaves, *parameters.values()])
+    step_states = [(k, d, b, name, tensors)
+                   for k, per_layer in enumerate(raw_states)
+                   for d, per_direction in enumerate(per_layer)
+                   for b, per_sequence in enumerate(per_direction)
+                   for name, tensors in per_sequence.items()]
+    leaves = [input_leaf, *state_leaves, *parameters.values()]
+    expected_grads = gradients(
+        expected, leaves + [tensor for *_, tensors in step_states for tensor in tensors]
+    )
+    state_grads = iter(expected_grads[len(leaves):])
+    expected_grads = expected_grads[: len(leaves)]
+    batched = isinstance(input, PackedSequence) or input.dim() == 3
+    per_sequence_grads = {}  # (k, d) -> [{"hidden_grad": (L_b, ·), "cell_grad": ...} per b]
+    for k, d, b, name, tensors in step_states:
+        grads = [_zero_if_none(next(state_grads), tensor)[0] for tensor in tensors]
+        sequences = per_sequence_grads.setdefault((k, d), [])
+        if len(sequences) <= b:
+            sequences.append({})
+        sequences[b][f"{name}_grad"] = torch.stack(grads)
+    for (k, d), per_sequence in per_sequence_grads.items():
+        for name, wanted in _lay_out_trace(layer, per_sequence, batched).items():
+            got = getattr(internals[k][d], name)
+            if got is None:
+                raise AssertionError(f"internals[{k}][{d}].{name} was not recorded")
+            differences[f"internals[{k}][{d}].{name}"] = _max_difference(got, wanted, wanted)
     names = ["grad input", *[f"grad {n}_0" for n in ("h", "c")][: len(state_leaves)],
              *[f"grad {name}" for name in layer_parameters]]
-    leaves = [input_leaf, *state_leaves, *parameters.values()]
     for name, leaf, got, wanted in zip(names, leaves, actual_grads, expected_grads):
         differences[name] = _max_difference(got, wanted, leaf)
     return differences

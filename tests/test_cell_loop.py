@@ -83,7 +83,19 @@ def make_input(packed: bool, seed=1, batch_first=False):
     return x.transpose(0, 1) if batch_first else x
 
 
-def assert_agrees(differences: dict[str, float], tolerance=TOLERANCE):
+def known_disagreements(layer) -> tuple[str, ...]:
+    """What the harness found the layer getting wrong, left out of the matrix and held by a
+    strict xfail test instead (test_cell_grad_with_cell_zoneout_is_dl_dc_t), until the
+    backends (rnnkit/bptt/lstm_variants.py, kernels/csrc/lstm_variants_backward.cpp) change:
+    with zoneout on the cell, the recorded ``cell_grad`` is dL/d(new cell before zoneout),
+    not dL/dc_t of the c_t that ``internals[k][d].cell`` shows."""
+    return (".cell_grad",) if layer.variants.zoneout_cell else ()
+
+
+def assert_agrees(layer, input, hx=None, tolerance=TOLERANCE):
+    differences = compare_with_cell_loop(layer, input, hx)
+    known = known_disagreements(layer)
+    differences = {k: v for k, v in differences.items() if not k.endswith(known)}
     worst = max(differences, key=differences.get)
     assert differences[worst] <= tolerance, (
         f"the layer and its cell loop differ by {differences[worst]:.3e} in {worst}; all "
@@ -112,7 +124,7 @@ def test_layer_equals_its_cell_loop(mode, variant, bidirectional, packed, layers
     options, training = VARIANTS[mode][variant]
     layer = make_layer(mode, options, training, backend, num_layers=layers,
                        bidirectional=bidirectional)
-    assert_agrees(compare_with_cell_loop(layer, make_input(packed)))
+    assert_agrees(layer, make_input(packed))
 
 
 # -- the layouts the matrix leaves out --------------------------------------------------------
@@ -141,7 +153,7 @@ def test_batch_first_with_an_initial_state(mode, training, backend):
     layer = make_layer(mode, LAYOUT_OPTIONS[mode], training, backend, num_layers=2,
                        bidirectional=True, batch_first=True)
     hx = initial_state(mode, 2, 2, BATCH)
-    assert_agrees(compare_with_cell_loop(layer, make_input(False, batch_first=True), hx))
+    assert_agrees(layer, make_input(False, batch_first=True), hx)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -150,7 +162,7 @@ def test_unbatched_with_an_initial_state(mode, backend):
     layer = make_layer(mode, LAYOUT_OPTIONS[mode], True, backend, num_layers=2,
                        bidirectional=True)
     hx = initial_state(mode, 2, 2, None)
-    assert_agrees(compare_with_cell_loop(layer, make_input(False)[:, 0], hx))
+    assert_agrees(layer, make_input(False)[:, 0], hx)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -164,7 +176,7 @@ def test_packed_with_an_initial_state_sorted_and_unsorted(mode, backend):
     x = make_input(False)
     for lengths, enforce_sorted in (([2, 5, 3], False), ([5, 3, 2], True), ([5, 5, 5], False)):
         packed = pack_padded_sequence(x, torch.tensor(lengths), enforce_sorted=enforce_sorted)
-        assert_agrees(compare_with_cell_loop(layer, packed, hx))
+        assert_agrees(layer, packed, hx)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -177,7 +189,24 @@ def test_packed_with_an_initial_state_sorted_and_unsorted(mode, backend):
 def test_other_options(mode, options, backend):
     training = "dropout" not in options  # dropout between layers is the identity in eval
     layer = make_layer(mode, options, training, backend, num_layers=2, bidirectional=True)
-    assert_agrees(compare_with_cell_loop(layer, make_input(True)))
+    assert_agrees(layer, make_input(True))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="found by the cell loop: with zoneout on the cell, internals[k][d].cell_grad is "
+    "dL/d(new cell before zoneout), not dL/dc_t of the c_t that internals[k][d].cell shows "
+    "(both backends; differences of order 1)",
+)
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_cell_grad_with_cell_zoneout_is_dl_dc_t(training, backend):
+    """GradientRecorder and DirectionInternals promise dL/dc_t for every t; hidden_grad keeps
+    that promise under zoneout on h (dL/dh_t after zoneout, as the matrix checks)."""
+    layer = make_layer("LSTM", {"zoneout": (0.0, 0.3)}, training, backend)
+    differences = compare_with_cell_loop(layer, make_input(False))
+    assert differences["internals[0][0].cell_grad"] <= TOLERANCE
+    assert max(differences.values()) <= TOLERANCE
 
 
 # -- the harness itself ---------------------------------------------------------------------
@@ -364,6 +393,6 @@ def test_larger_sizes_on_two_threads(mode, hidden, batch, backend):
         lengths = torch.randint(1, 7, (batch,), generator=generator)
         lengths[0] = 6
         packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
-        assert_agrees(compare_with_cell_loop(layer, packed))
+        assert_agrees(layer, packed)
     finally:
         torch.set_num_threads(threads)
