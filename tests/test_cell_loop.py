@@ -182,9 +182,13 @@ def test_packed_with_an_initial_state_sorted_and_unsorted(mode, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(
     "mode,options",
-    [("LSTM", {"proj_size": 2}), ("LSTM", {"bias": False}), ("RNN", {"nonlinearity": "relu"}),
+    [("LSTM", {"proj_size": 2}), ("LSTM", {"bias": False}),
+     ("LSTM", {"bias": False, "layer_norm": True, "peephole": True, "coupled_gates": True}),
+     ("RNN", {"nonlinearity": "relu"}),
+     ("RNN", {"nonlinearity": "relu", "zoneout": 0.3, "recurrent_dropout": 0.25}),
      ("GRU", {"bias": False, "layer_norm": True}), ("LSTM", {"dropout": 0.5})],
-    ids=["lstm-proj", "lstm-nobias", "rnn-relu", "gru-nobias-ln", "lstm-dropout-eval"],
+    ids=["lstm-proj", "lstm-nobias", "lstm-nobias-ln-peephole-coupled", "rnn-relu",
+         "rnn-relu-zoneout-dropout", "gru-nobias-ln", "lstm-dropout-eval"],
 )
 def test_other_options(mode, options, backend):
     training = "dropout" not in options  # dropout between layers is the identity in eval
