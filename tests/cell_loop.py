@@ -1,9 +1,9 @@
 """Holds any rnnkit layer against a step-by-step loop over its cell functions, in float64.
 
-``cell_loop(layer, input, hx, masks)`` recomputes an ``rnnkit.LSTM`` / ``GRU`` / ``RNN``
-forward from ``rnnkit.cells`` alone: every sequence of the batch on its own, one cell step
-at a time, layer by layer and direction by direction, with the weights copied to float64. It
-uses nothing of the layer's machinery (no masks, sorting or time reversal from
+``cell_loop(layer, input, hx, masks)`` recomputes an ``rnnkit.LSTM`` / ``GRU`` / ``RNN`` /
+``IndRNN`` forward from ``rnnkit.cells`` alone: every sequence of the batch on its own, one
+cell step at a time, layer by layer and direction by direction, with the weights copied to
+float64. It uses nothing of the layer's machinery (no masks, sorting or time reversal from
 ``rnnkit._sequences``): a packed sequence is unpacked with torch's own utilities, a sequence's
 reverse direction simply starts at its own last step, its state after its last step is its
 final state, and the steps past its end stay zero in the padded output.
@@ -29,6 +29,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from rnnkit.cells import gru_cell, lstm_cell, rnn_cell
+from rnnkit.cells.indrnn import indrnn_cell
 
 DTYPE = torch.float64
 
@@ -47,6 +48,13 @@ def _gru_step(x, states, weights, masks, layer):
 
 def _rnn_step(x, states, weights, masks, layer):
     return (rnn_cell(x, *states, **weights, nonlinearity=layer.nonlinearity, **masks),), {}
+
+
+def _indrnn_step(x, states, weights, masks, layer):
+    if layer.recurrent_max is not None:  # the paper's bound on |u|, applied in every forward
+        bound = layer.recurrent_max
+        weights = {**weights, "weight_hh": weights["weight_hh"].clamp(-bound, bound)}
+    return (indrnn_cell(x, *states, **weights, nonlinearity=layer.nonlinearity, **masks),), {}
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,7 @@ FAMILIES = {
     "LSTM": CellFamily(("h", "c"), _lstm_step, ("zoneout_hidden", "zoneout_cell")),
     "GRU": CellFamily(("h",), _gru_step, ("zoneout_hidden",)),
     "RNN": CellFamily(("h",), _rnn_step, ("zoneout_hidden",)),
+    "IndRNN": CellFamily(("h",), _indrnn_step, ()),
 }
 
 _PARAMETER_NAME = re.compile(r"^(?P<kind>.+)_l(?P<layer>\d+)(?P<reverse>_reverse)?$")
@@ -93,7 +102,7 @@ def cell_loop(
     """The layer's forward, recomputed step by step from ``rnnkit.cells`` in float64.
 
     Arguments:
-        layer: an ``rnnkit.LSTM``, ``GRU`` or ``RNN`` (any options, multi-layer,
+        layer: an ``rnnkit.LSTM``, ``GRU``, ``RNN`` or ``IndRNN`` (any options, multi-layer,
             bidirectional, batch_first).
         input: as the layer takes it: ``(L, H_in)`` unbatched, ``(L, N, H_in)`` or
             ``(N, L, H_in)`` with batch_first, or a PackedSequence (sorted or not).

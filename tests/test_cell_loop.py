@@ -2,11 +2,12 @@
 
 The matrix: every family x {plain, each variant it takes, a combination} x {one direction,
 bidirectional} x {padded, packed unsorted with ragged lengths} x {1, 2 layers} x {reference,
-fused}: outputs, final states and every gradient (input, parameters) within 1e-10 of the
+fused}: outputs, final states, internals (every h_t, c_t, gate, normalised pre-activation,
+recorded dL/dh_t and dL/dc_t) and every gradient (input, parameters) within 1e-10 of the
 cell loop (tests/cell_loop.py). Then the layouts the matrix leaves out (batch_first,
-unbatched, an initial state, sorted packing, a projection), the harness itself against
-torch.nn and against a wrong mask, and the cell functions with variants against the plain
-equations of tests/test_variants.py.
+unbatched, an initial state, sorted packing, a projection, the IndRNN's bound on u), the
+harness itself against torch.nn and against a wrong mask, and the cell functions with
+variants against the plain equations of tests/test_variants.py.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ VARIANTS = {
         "weight_drop_eval": ({"weight_drop": 0.5}, False),
         "all": ({"zoneout": 0.3, "recurrent_dropout": 0.25}, True),
     },
+    "IndRNN": {"plain": ({}, True)},  # no variants (the layer refuses them)
 }
 
 
@@ -134,6 +136,7 @@ LAYOUT_OPTIONS = {
              "recurrent_dropout": 0.25},
     "GRU": {"layer_norm": True, "zoneout": 0.3, "recurrent_dropout": 0.25},
     "RNN": {"zoneout": 0.3, "recurrent_dropout": 0.25},
+    "IndRNN": {"nonlinearity": "tanh"},
 }
 BACKENDS = [pytest.param("reference"), pytest.param("fused", marks=pytest.mark.fused)]
 
@@ -186,13 +189,20 @@ def test_packed_with_an_initial_state_sorted_and_unsorted(mode, backend):
      ("LSTM", {"bias": False, "layer_norm": True, "peephole": True, "coupled_gates": True}),
      ("RNN", {"nonlinearity": "relu"}),
      ("RNN", {"nonlinearity": "relu", "zoneout": 0.3, "recurrent_dropout": 0.25}),
-     ("GRU", {"bias": False, "layer_norm": True}), ("LSTM", {"dropout": 0.5})],
+     ("GRU", {"bias": False, "layer_norm": True}), ("LSTM", {"dropout": 0.5}),
+     ("IndRNN", {"recurrent_max_len": 3}), ("IndRNN", {"bias": False})],
     ids=["lstm-proj", "lstm-nobias", "lstm-nobias-ln-peephole-coupled", "rnn-relu",
-         "rnn-relu-zoneout-dropout", "gru-nobias-ln", "lstm-dropout-eval"],
+         "rnn-relu-zoneout-dropout", "gru-nobias-ln", "lstm-dropout-eval", "indrnn-max-len",
+         "indrnn-nobias"],
 )
 def test_other_options(mode, options, backend):
     training = "dropout" not in options  # dropout between layers is the identity in eval
     layer = make_layer(mode, options, training, backend, num_layers=2, bidirectional=True)
+    if "recurrent_max_len" in options:  # some |u| past the bound 2 ** (1/3): the clip counts
+        with torch.no_grad():
+            for name, parameter in layer.named_parameters():
+                if name.startswith("weight_hh"):
+                    parameter.mul_(4)
     assert_agrees(layer, make_input(True))
 
 
@@ -216,7 +226,7 @@ def test_cell_grad_with_cell_zoneout_is_dl_dc_t(training, backend):
 # -- the harness itself ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", list(VARIANTS))
+@pytest.mark.parametrize("mode", list(TORCH_CLASSES))
 def test_the_cell_loop_equals_torch_nn(mode):
     """The plain loop against torch.nn's own layer (an oracle that shares nothing with
     rnnkit): packed unsorted, two layers, both directions, an initial state, a projection."""
@@ -385,7 +395,7 @@ def test_larger_sizes_on_two_threads(mode, hidden, batch, backend):
     torch.set_num_threads(2)
     try:
         torch.manual_seed(0)
-        options, _ = VARIANTS[mode]["all"]
+        options, _ = VARIANTS[mode].get("all", VARIANTS[mode]["plain"])
         layer = getattr(rnnkit, mode)(8, hidden, num_layers=2, bidirectional=True,
                                       backend=backend, **options).to(DTYPE)
         generator = torch.Generator().manual_seed(1)
