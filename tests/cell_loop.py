@@ -28,33 +28,30 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
-from rnnkit.cells import gru_cell, lstm_cell, rnn_cell
-from rnnkit.cells.indrnn import indrnn_cell
+from rnnkit import families
 
 DTYPE = torch.float64
 
 
-def _lstm_step(x, states, weights, masks, layer):
-    h, c, gates = lstm_cell(
-        x, *states, **weights, coupled_gates=layer.variants.coupled_gates, **masks
-    )
-    return (h, c), gates
+def _family_step(family):
+    """``step(x_t, states, weights, masks, layer) -> (states, gates)`` over the family's cell
+    (``family.step``, from ``rnnkit.families``), with the layer's own options."""
 
+    def step(x, states, weights, masks, layer):
+        options = dict(masks)
+        if family.nonlinearity is not None:
+            options["nonlinearity"] = layer.nonlinearity
+        if "coupled_gates" in family.options:
+            options["coupled_gates"] = layer.variants.coupled_gates
+        bound = getattr(layer, "recurrent_max", None)
+        if bound is not None:  # the IndRNN's bound on |u|, applied in every forward
+            weights = {**weights, "weight_hh": weights["weight_hh"].clamp(-bound, bound)}
+        result = family.step(x, *states, **weights, **options)
+        result = result if isinstance(result, tuple) else (result,)
+        count = 2 if family.has_cell else 1
+        return result[:count], (result[count] if len(result) > count else {})
 
-def _gru_step(x, states, weights, masks, layer):
-    h, gates = gru_cell(x, *states, **weights, **masks)
-    return (h,), gates
-
-
-def _rnn_step(x, states, weights, masks, layer):
-    return (rnn_cell(x, *states, **weights, nonlinearity=layer.nonlinearity, **masks),), {}
-
-
-def _indrnn_step(x, states, weights, masks, layer):
-    if layer.recurrent_max is not None:  # the paper's bound on |u|, applied in every forward
-        bound = layer.recurrent_max
-        weights = {**weights, "weight_hh": weights["weight_hh"].clamp(-bound, bound)}
-    return (indrnn_cell(x, *states, **weights, nonlinearity=layer.nonlinearity, **masks),), {}
+    return step
 
 
 @dataclass(frozen=True)
@@ -72,12 +69,15 @@ class CellFamily:
     zoneout: tuple[str, ...]  # the zoneout masks the cell takes, named as in internals' extras
 
 
-FAMILIES = {
-    "LSTM": CellFamily(("h", "c"), _lstm_step, ("zoneout_hidden", "zoneout_cell")),
-    "GRU": CellFamily(("h",), _gru_step, ("zoneout_hidden",)),
-    "RNN": CellFamily(("h",), _rnn_step, ("zoneout_hidden",)),
-    "IndRNN": CellFamily(("h",), _indrnn_step, ()),
-}
+def _cell_family(family) -> CellFamily:
+    zoneout = tuple(name for option, name in (("zoneout", "zoneout_hidden"),
+                                              ("zoneout_cell", "zoneout_cell"))
+                    if option in family.options)
+    return CellFamily(("h", "c") if family.has_cell else ("h",), _family_step(family), zoneout)
+
+
+# every registered family, read from its declaration
+FAMILIES = {family.name: _cell_family(family) for family in families.families()}
 
 _PARAMETER_NAME = re.compile(r"^(?P<kind>.+)_l(?P<layer>\d+)(?P<reverse>_reverse)?$")
 
