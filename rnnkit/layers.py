@@ -111,9 +111,10 @@ class _RecurrentLayer(nn.Module):
         self.proj_size = proj_size
         self.nonlinearity = nonlinearity
         self.backend = backends.check_backend(backend)
-        # load (or build) the kernels now, outside any trace: torch.compile(fullgraph=True)
-        # cannot follow the loader's first call (a lock, a build), only its cached answer
-        backends.select(self.backend)
+        # load (or build) the kernels and the family's functions now, outside any trace:
+        # torch.compile(fullgraph=True) cannot follow the loader's first call (a lock, a build,
+        # an import that registers a family's operators), only its cached answer
+        backends.implementation(families.get(mode), self.backend)
         self.variants = parse_variants(
             name, self.family, proj_size, layer_norm, zoneout, recurrent_dropout, weight_drop,
             peephole, coupled_gates,

@@ -85,19 +85,8 @@ def make_input(packed: bool, seed=1, batch_first=False):
     return x.transpose(0, 1) if batch_first else x
 
 
-def known_disagreements(layer) -> tuple[str, ...]:
-    """What the harness found the layer getting wrong, left out of the matrix and held by a
-    strict xfail test instead (test_cell_grad_with_cell_zoneout_is_dl_dc_t), until the
-    backends (rnnkit/bptt/lstm_variants.py, kernels/csrc/lstm_variants_backward.cpp) change:
-    with zoneout on the cell, the recorded ``cell_grad`` is dL/d(new cell before zoneout),
-    not dL/dc_t of the c_t that ``internals[k][d].cell`` shows."""
-    return (".cell_grad",) if layer.variants.zoneout_cell else ()
-
-
 def assert_agrees(layer, input, hx=None, tolerance=TOLERANCE):
     differences = compare_with_cell_loop(layer, input, hx)
-    known = known_disagreements(layer)
-    differences = {k: v for k, v in differences.items() if not k.endswith(known)}
     worst = max(differences, key=differences.get)
     assert differences[worst] <= tolerance, (
         f"the layer and its cell loop differ by {differences[worst]:.3e} in {worst}; all "
@@ -206,17 +195,12 @@ def test_other_options(mode, options, backend):
     assert_agrees(layer, make_input(True))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found by the cell loop: with zoneout on the cell, internals[k][d].cell_grad is "
-    "dL/d(new cell before zoneout), not dL/dc_t of the c_t that internals[k][d].cell shows "
-    "(both backends; differences of order 1)",
-)
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 def test_cell_grad_with_cell_zoneout_is_dl_dc_t(training, backend):
-    """GradientRecorder and DirectionInternals promise dL/dc_t for every t; hidden_grad keeps
-    that promise under zoneout on h (dL/dh_t after zoneout, as the matrix checks)."""
+    """GradientRecorder and DirectionInternals promise dL/dc_t for every t, c_t being the cell
+    internals show. Found by the cell loop: under zoneout on the cell both backends recorded
+    dL/d(new cell before zoneout) instead (differences of order 1), now fixed in both."""
     layer = make_layer("LSTM", {"zoneout": (0.0, 0.3)}, training, backend)
     differences = compare_with_cell_loop(layer, make_input(False))
     assert differences["internals[0][0].cell_grad"] <= TOLERANCE

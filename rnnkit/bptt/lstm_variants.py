@@ -206,6 +206,8 @@ class LSTMVariantFunction(torch.autograd.Function):
             if zone_h is not None:
                 grad_h_prev, grad_h = grad_h * zone_h[t], grad_h * (1 - zone_h[t])
             if zone_c is not None:
+                if recorder is not None:  # c_t is the zoned-out cell: what reaches it from t+1
+                    cell_grads[t] = grad_c
                 grad_c_prev, grad_c = grad_c * zone_c[t], grad_c * (1 - zone_c[t])
             if layer_norm:
                 shown = normalized_cell[t] * ln_cell_weight + ln_cell_bias
@@ -223,7 +225,7 @@ class LSTMVariantFunction(torch.autograd.Function):
             if peephole is not None:
                 grad_c = grad_c + grad_pre_output * peep_output
                 grad_peephole[2] += (grad_pre_output * c_new).sum(0)
-            if recorder is not None:
+            if recorder is not None and zone_c is None:  # c_t = the new cell, h_t reads it
                 cell_grads[t] = grad_c
             grad_forget = grad_c * c_prev
             grad_input = grad_c * cell

@@ -52,6 +52,8 @@ class Family:
         title: how messages call it ("vanilla RNN"), when not its name.
         memory_option: the layer argument that takes the longest memory to keep, in steps
             (the IndRNN's ``recurrent_max_len``); a task that knows its length sets it.
+        task_layers: the layers the long-dependency tasks stack (``rnnkit longdep``, ``demo``):
+            one, except where a family's step cannot do the task's work in one layer.
     """
 
     name: str
@@ -73,6 +75,7 @@ class Family:
     onnx: bool = False
     title: str = ""  # how messages name it ("vanilla RNN"); the name when empty
     memory_option: str | None = None
+    task_layers: int = 1
 
     @property
     def called(self) -> str:

@@ -33,4 +33,7 @@ INDRNN_FAMILY = register(Family(
     recurrent_shape=lambda rows, out: (rows,),  # u: one recurrent weight per unit
     cli={"indrnn": None},
     memory_option="recurrent_max_len",
+    # a unit sees only itself, so selecting the marked values (u near 0) and adding them up
+    # (u near 1) take a layer each: the paper's two layers for the adding problem
+    task_layers=2,
 ))

@@ -55,7 +55,8 @@ def build_layer(cell: str, input_size: int, hidden: int, chrono_max_len: int, ba
     if family.memory_option is not None:  # e.g. the IndRNN's bound on |u| for this length
         options[family.memory_option] = max(1, chrono_max_len)
     try:
-        layer = layer_type(input_size, hidden, backend=backend, **options)
+        layer = layer_type(input_size, hidden, num_layers=family.task_layers, backend=backend,
+                           **options)
     except ValueError as error:
         raise UserError(f"cell {cell}: {str(error).split(': ', 1)[-1]}") from None
     if init == "chrono":

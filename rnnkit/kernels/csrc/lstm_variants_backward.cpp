@@ -35,6 +35,7 @@ struct LSTMVariantGrads {
   const scalar_t* peephole = nullptr;
   const scalar_t* recurrent_mask = nullptr;
   ZoneRows<scalar_t> zone_h, zone_c;
+  bool cell_zoneout = false;  // c_t is the zoned-out cell: dL/dc_t is what reaches it from t+1
   const scalar_t* mask = nullptr;
   const scalar_t* grad_output = nullptr;
   const scalar_t* weight_hh = nullptr;
@@ -137,13 +138,14 @@ void backward_loop(const LSTMVariantGrads<scalar_t>& d) {
         grad_into_cell = dh * o * (1 - tanh_c * tanh_c);
       }
       scalar_t dc = grad_c[j], grad_c_previous = 0;
+      if (record_c && d.cell_zoneout) record_c[j] = dc;  // dL/dc_t of the zoned-out c_t
       if constexpr (kZoneout) {
         grad_c_previous = dc * zone_c[j];
         dc = dc * (1 - zone_c[j]);
       }
       dc += grad_into_cell;
       if constexpr (kPeephole) dc += grad_pre_output * peep[2 * hidden + j];
-      if (record_c) record_c[j] = dc;  // loop-invariant: the compiler unswitches it
+      if (record_c && !d.cell_zoneout) record_c[j] = dc;  // loop-invariant: unswitched
       const scalar_t i = input[j], f = forget[j], g = cell[j], c_prev = c_old[j];
       scalar_t grad_pre_input, grad_forget_gate = dc * c_prev;
       if constexpr (kCoupled) {  // i = 1 - f
@@ -261,6 +263,7 @@ std::vector<Tensor> lstm_variant_backward(
     d.recurrent_mask = pointer<scalar_t>(recurrent_mask);
     d.zone_h = zone_rows<scalar_t>(zone_h, hidden, options);
     d.zone_c = zone_rows<scalar_t>(zone_c, hidden, options);
+    d.cell_zoneout = get(zone_c) != nullptr;
     d.mask = pointer<scalar_t>(mask);
     d.grad_output = pointer<scalar_t>(grad_output);
     d.weight_hh = weight_hh.data_ptr<scalar_t>();
