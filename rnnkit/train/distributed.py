@@ -90,9 +90,9 @@ class Context:
             return
         if batch_size < self.world_size:
             raise UserError(
-                f"{self.world_size} processes but --batch-size {batch_size} gives only "
-                f"{batch_size} {what}: each process needs at least one; use at most "
-                f"{batch_size} processes or a larger --batch-size"
+                f"--batch-size {batch_size} (the global batch) has fewer {what} than the "
+                f"{self.world_size} processes, and each process needs at least one; use at "
+                f"most {batch_size} processes or a larger --batch-size"
             )
         if batch_size % self.world_size:
             raise UserError(
@@ -158,7 +158,7 @@ class Context:
 
         # no find_unused_parameters: every parameter takes part in every forward (weight drop
         # is rebuilt inside forward from the one leaf W_hh), and the flag costs a graph walk
-        return DistributedDataParallel(model, broadcast_buffers=False)
+        return DistributedDataParallel(model)
 
     def failure(self, error: BaseException, step: int, run_dir) -> DistributedFailure:
         """A one-line error for a collective that failed on this rank."""
@@ -315,9 +315,10 @@ def launch(argv: list[str], nproc: int, max_restarts: int = 0) -> int:
     from torch.distributed.launcher.api import elastic_launch
     from torch.distributed.run import config_from_args, parse_args
 
-    for name in ("torch.distributed.elastic", "torch.distributed.run",
-                 "torch.distributed.launcher"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    for name in list(logging.root.manager.loggerDict):  # the ranks report their own errors
+        if name.startswith(("torch.distributed.elastic", "torch.distributed.run",
+                            "torch.distributed.launcher")):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     args = parse_args([f"--nproc-per-node={nproc}", f"--max-restarts={max_restarts}",
                        "--rdzv-backend=c10d", "--rdzv-endpoint=localhost:0",
                        f"--rdzv-id={uuid.uuid4()}", "-m", "rnnkit", *worker_argv(argv)])
@@ -327,8 +328,11 @@ def launch(argv: list[str], nproc: int, max_restarts: int = 0) -> int:
     try:
         elastic_launch(config=config, entrypoint=command)(*command_args)
     except ChildFailedError as error:
-        codes = {failure.exitcode for failure in error.failures.values()}
-        code = codes.pop() if len(codes) == 1 else 1
+        rank, failure = error.get_first_failure()  # the first to fail: the cause
+        code = failure.exitcode
+        if code != 2:  # 2: a user error the rank printed itself
+            logger.error("rank %d failed first (%s)", rank,
+                         f"exit status {code}" if code > 0 else f"signal {-code}")
         return code if code > 0 else 128 - code  # a rank killed by signal N: 128 + N
     except SignalException as error:
         return 128 + int(error.sigval)
