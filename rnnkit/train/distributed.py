@@ -258,6 +258,8 @@ def init(threads: int = 0, timeout: float = DEFAULT_TIMEOUT) -> Context:
         dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=timeout))
     _current = Context(rank=dist.get_rank(), world_size=dist.get_world_size(),
                        local_world_size=local_world_size, timeout=timeout)
+    if not _current.is_main:  # rank 0 alone reports progress; warnings still show everywhere
+        logging.getLogger("rnnkit").setLevel(logging.WARNING)
     logger.debug("rank %d of %d, %d threads", _current.rank, world_size, torch.get_num_threads())
     return _current
 
