@@ -168,9 +168,9 @@ def test_a_batch_the_ranks_cannot_share_is_one_line_and_exit_2_on_every_rank(
 
 def test_every_variant_trains_under_ddp_without_find_unused_parameters(corpus):
     """Weight drop (DropConnect on W_hh, rebuilt inside forward from the one leaf parameter)
-    with the other variants of the layer, on the default (fused when built) backend."""
+    with the other variants of the layer, on the fused C++ kernels."""
     result = rnnkit("train", "corpus.txt", "--out", "variants", "--max-steps", 20, *LM,
-                    "--weight-drop", "0.5", "--zoneout", "0.1", "--recurrent-dropout", "0.1",
+                    "--backend", "fused", "--weight-drop", "0.5", "--zoneout", "0.1", "--recurrent-dropout", "0.1",
                     "--layer-norm", "--dropout", "0.1", "--cache-dir", "cache", "--nproc", 2,
                     cwd=corpus)
     assert result.returncode == 0, result.stderr

@@ -255,7 +255,19 @@ def init(threads: int = 0, timeout: float = DEFAULT_TIMEOUT) -> Context:
 
     if not dist.is_initialized():
         # gloo: rnnkit's trainers run on the CPU (nccl needs the model and batches on CUDA)
-        dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=timeout))
+        wait = datetime.timedelta(seconds=timeout)
+        if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+            # the launcher's store outlives a restart of the group: without a prefix of its
+            # own, a restarted rank can read the address a dead rank published and fail to
+            # connect (gloo's connectFullMesh, "Connection refused")
+            store = dist.PrefixStore(
+                f"rnnkit/attempt-{restart_count()}",
+                dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
+                              world_size, is_master=False, timeout=wait))
+            dist.init_process_group("gloo", store=store, rank=_env_int("RANK", 0),
+                                    world_size=world_size, timeout=wait)
+        else:
+            dist.init_process_group("gloo", timeout=wait)
     _current = Context(rank=dist.get_rank(), world_size=dist.get_world_size(),
                        local_world_size=local_world_size, timeout=timeout)
     if not _current.is_main:  # rank 0 alone reports progress; warnings still show everywhere
