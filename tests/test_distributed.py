@@ -170,8 +170,9 @@ def test_every_variant_trains_under_ddp_without_find_unused_parameters(corpus):
     """Weight drop (DropConnect on W_hh, rebuilt inside forward from the one leaf parameter)
     with the other variants of the layer, on the fused C++ kernels."""
     result = rnnkit("train", "corpus.txt", "--out", "variants", "--max-steps", 20, *LM,
-                    "--backend", "fused", "--weight-drop", "0.5", "--zoneout", "0.1", "--recurrent-dropout", "0.1",
-                    "--layer-norm", "--dropout", "0.1", "--cache-dir", "cache", "--nproc", 2,
+                    "--backend", "fused", "--weight-drop", "0.5", "--zoneout", "0.1",
+                    "--recurrent-dropout", "0.1", "--layer-norm", "--dropout", "0.1",
+                    "--cache-dir", "cache", "--nproc", 2,
                     cwd=corpus)
     assert result.returncode == 0, result.stderr
     losses = [loss for _, loss in records(corpus / "variants", "train")]
@@ -259,3 +260,18 @@ def test_forecaster_on_two_ranks_follows_one_process(tmp_path):
     two = rnnkit(*common, "--out", "two", "--nproc", 2, cwd=tmp_path)
     assert two.returncode == 0, two.stderr
     assert_same_curve(tmp_path / "two", tmp_path / "one")
+
+
+def test_the_launcher_passes_the_command_on_without_its_own_flags():
+    from rnnkit.train.distributed import worker_argv
+
+    argv = ["-q", "train", "c.txt", "--nproc", "2", "--max-restarts=1", "--lr", "1e-3"]
+    assert worker_argv(argv) == ["-q", "train", "c.txt", "--lr", "1e-3"]
+
+
+def test_nproc_under_torchrun_is_refused(monkeypatch, capsys):
+    from tests.helpers import run_cli
+
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "outer")  # what torchrun gives its workers
+    status, _, err = run_cli(["train", "c.txt", "--nproc", "2"], capsys)
+    assert status == 2 and err.startswith("rnnkit: error: --nproc starts its own launcher")

@@ -287,14 +287,9 @@ def shutdown() -> None:
     _current = None
 
 
-def check_timeout(timeout: float) -> None:
-    if not timeout > 0:
-        raise UserError(f"--dist-timeout must be a positive number of seconds, got {timeout}")
-
-
 # ---- the launcher of --nproc -------------------------------------------------------------
 
-LAUNCHER_FLAGS = {"--nproc": True, "--max-restarts": True}
+LAUNCHER_FLAGS = ("--nproc", "--max-restarts")
 
 
 def worker_argv(argv: list[str]) -> list[str]:
