@@ -36,9 +36,11 @@ def rnnkit(*args, cwd: Path, timeout: float = 240) -> subprocess.CompletedProces
 
 
 def start(*args, cwd: Path) -> subprocess.Popen:
+    """The command in a process group of its own (a terminal's job: Ctrl-C reaches it all)."""
     return subprocess.Popen([sys.executable, "-m", "rnnkit", *map(str, args)], cwd=cwd,
                             env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
 
 
 def records(run: Path, kind: str) -> list[tuple[int, float]]:
@@ -179,18 +181,27 @@ def test_every_variant_trains_under_ddp_without_find_unused_parameters(corpus):
     assert len(losses) == 4 and losses[-1] < losses[0]
 
 
-def test_sigterm_to_the_launcher_saves_one_checkpoint_and_exits(corpus):
-    launcher = start("train", "corpus.txt", "--out", "sigterm", "--max-steps", 100000, *LM,
+@pytest.mark.parametrize("how", [
+    "sigterm",  # to the launcher, which passes it on to the ranks
+    pytest.param("ctrl-c", marks=pytest.mark.slow),  # SIGINT to the launcher and every rank
+])
+def test_sigterm_or_ctrl_c_saves_one_checkpoint_and_exits(corpus, how):
+    launcher = start("train", "corpus.txt", "--out", how, "--max-steps", 100000, *LM,
                      "--cache-dir", "cache", "--nproc", 2, cwd=corpus)
-    metrics = corpus / "sigterm" / "metrics.jsonl"
+    metrics = corpus / how / "metrics.jsonl"
     wait_for(lambda: metrics.exists() and metrics.stat().st_size > 0, "training to start")
-    launcher.send_signal(signal.SIGTERM)
+    if how == "sigterm":
+        launcher.send_signal(signal.SIGTERM)
+    else:  # what a terminal does: the whole foreground process group
+        os.killpg(launcher.pid, signal.SIGINT)
     out, err = launcher.communicate(timeout=120)
-    assert launcher.returncode == 128 + signal.SIGTERM, err
+    expected = signal.SIGTERM if how == "sigterm" else signal.SIGINT
+    assert launcher.returncode == 128 + expected, err
     assert out.count("Interrupted at step") == 1, out
     step = int(out.split("Interrupted at step ")[1].split(";")[0])
-    last = (corpus / "sigterm" / "last").resolve()
+    last = (corpus / how / "last").resolve()
     assert last.name == f"step-{step:08d}" and (last / "trainer_state.pt").exists()
+    assert len(list((corpus / how / "checkpoints").iterdir())) == 1
 
 
 def test_a_killed_rank_restarts_the_group_which_resumes_and_finishes(corpus, two_ranks):

@@ -295,7 +295,7 @@ class Trainer:
         return record
 
     def _on_signal(self, signum, frame) -> None:
-        if not self._interrupted:
+        if not self._interrupted and self.dist.is_main:
             logger.warning("Interrupted: every rank stops after this step; rank 0 saves a "
                            "checkpoint")
         self._interrupted = True
