@@ -160,10 +160,17 @@ class Context:
         # is rebuilt inside forward from the one leaf W_hh), and the flag costs a graph walk
         return DistributedDataParallel(model)
 
-    def failure(self, error: BaseException, step: int, run_dir) -> DistributedFailure:
-        """A one-line error for a collective that failed on this rank."""
+    def failure(self, error: BaseException, step: int, run_dir) -> BaseException:
+        """A one-line error for a collective that failed on this rank; any other error is
+        given back as it was (a bug keeps its traceback)."""
+        import torch.distributed as dist
+
         text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         lowered = text.lower()
+        markers = ("gloo", "timed out", "timeout", "connection", "closed", "reset by peer",
+                   "broken pipe")
+        if not isinstance(error, dist.DistError) and not any(m in lowered for m in markers):
+            return error
         if "timed out" in lowered or "timeout" in lowered:
             reason = (f"waited longer than the collective timeout ({self.timeout:g} s, "
                       f"--dist-timeout) for the other ranks: one of them hung or was stopped")

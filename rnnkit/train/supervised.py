@@ -302,7 +302,10 @@ class SupervisedTrainer:
         try:
             return self._fit()
         except RuntimeError as error:  # a collective failed: name the rank, never hang
-            raise self.dist.failure(error, self.progress.step, self.run_dir) from None
+            failure = self.dist.failure(error, self.progress.step, self.run_dir)
+            if failure is error:
+                raise
+            raise failure from None
         finally:
             for number, handler in previous.items():
                 signal.signal(number, handler)
