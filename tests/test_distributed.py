@@ -35,12 +35,34 @@ def rnnkit(*args, cwd: Path, timeout: float = 240) -> subprocess.CompletedProces
                           text=True, timeout=timeout, check=False)
 
 
+STARTED: list[subprocess.Popen] = []
+
+
 def start(*args, cwd: Path) -> subprocess.Popen:
     """The command in a process group of its own (a terminal's job: Ctrl-C reaches it all)."""
-    return subprocess.Popen([sys.executable, "-m", "rnnkit", *map(str, args)], cwd=cwd,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    process = subprocess.Popen([sys.executable, "-m", "rnnkit", *map(str, args)], cwd=cwd,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    STARTED.append(process)
+    return process
+
+
+@pytest.fixture(autouse=True)
+def _no_run_left_behind():
+    """A test that fails half-way leaves no launcher or rank running (and no stopped rank)."""
+    yield
+    while STARTED:
+        process = STARTED.pop()
+        if process.poll() is None:
+            ranks = workers(process)  # torch starts each rank in a session of its own
+            os.killpg(process.pid, signal.SIGKILL)
+            for pid in ranks.values():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            process.communicate()
 
 
 def records(run: Path, kind: str) -> list[tuple[int, float]]:
@@ -183,7 +205,9 @@ def test_every_variant_trains_under_ddp_without_find_unused_parameters(corpus):
 
 @pytest.mark.parametrize("how", [
     "sigterm",  # to the launcher, which passes it on to the ranks
-    pytest.param("ctrl-c", marks=pytest.mark.slow),  # SIGINT to the launcher and every rank
+    # a terminal's Ctrl-C: SIGINT to the launcher's process group (torch starts each rank
+    # in a session of its own, and the launcher passes the signal on)
+    pytest.param("ctrl-c", marks=pytest.mark.slow),
 ])
 def test_sigterm_or_ctrl_c_saves_one_checkpoint_and_exits(corpus, how):
     launcher = start("train", "corpus.txt", "--out", how, "--max-steps", 100000, *LM,
@@ -192,7 +216,7 @@ def test_sigterm_or_ctrl_c_saves_one_checkpoint_and_exits(corpus, how):
     wait_for(lambda: metrics.exists() and metrics.stat().st_size > 0, "training to start")
     if how == "sigterm":
         launcher.send_signal(signal.SIGTERM)
-    else:  # what a terminal does: the whole foreground process group
+    else:
         os.killpg(launcher.pid, signal.SIGINT)
     out, err = launcher.communicate(timeout=120)
     expected = signal.SIGTERM if how == "sigterm" else signal.SIGINT
