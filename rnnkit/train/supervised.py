@@ -138,6 +138,7 @@ class SupervisedTrainer:
         self.on_eval: list[Callable[[SupervisedTrainer, dict], None]] = []
         self._interrupted = False
         self._agreed_stop = False  # distributed: some rank was interrupted (all agree)
+        self._session_start, self._agreed_elapsed = time.perf_counter(), 0.0  # set by fit
 
     # ---- saving and resuming -------------------------------------------------------------
 

@@ -122,6 +122,7 @@ class Trainer:
         self.on_eval: list[Callable[[Trainer, dict], None]] = []
         self._interrupted = False
         self._agreed_stop = False  # distributed: some rank was interrupted (all agree)
+        self._session_start, self._agreed_elapsed = time.perf_counter(), 0.0  # set by fit
 
     # ---- saving and resuming -------------------------------------------------------------
 
