@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for --nproc's launcher
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
@@ -49,13 +50,20 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        return int(args.handler(args) or 0)
+        status = int(args.handler(args) or 0)
+        _leave_process_group()
+        return status
     except UserError as error:
         print(f"rnnkit: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rnnkit: interrupted", file=sys.stderr)
         return 130
+
+
+def _leave_process_group() -> None:
+    if "rnnkit.train.distributed" in sys.modules:
+        sys.modules["rnnkit.train.distributed"].shutdown()
 
 
 if __name__ == "__main__":

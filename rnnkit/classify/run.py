@@ -25,11 +25,12 @@ from rnnkit.classify.data import (
     read_labelled,
     stratified_split,
 )
-from rnnkit.classify.metrics import scores
+from rnnkit.classify.metrics import confusion_matrix, scores
 from rnnkit.classify.model import Classifier, ClassifierConfig
 from rnnkit.classify.vectors import read_vectors
 from rnnkit.data.tokenizers import LEVELS, tokenizer_from_dict
 from rnnkit.errors import UserError
+from rnnkit.train import distributed
 from rnnkit.train.checkpoint import (
     CONFIG_FILE,
     is_checkpoint,
@@ -42,7 +43,8 @@ from rnnkit.train.supervised import SupervisedTrainer, epoch_generator
 logger = logging.getLogger(__name__)
 
 KIND = "classifier"
-RESUMABLE = {"max_steps", "epochs", "time_budget", "patience", "log_every", "threads"}
+RESUMABLE = {"max_steps", "epochs", "time_budget", "patience", "log_every", "threads",
+             "dist_timeout"}
 
 
 @dataclass
@@ -162,22 +164,51 @@ class ClassifyTask:
         return len(self._epoch_batches(0))
 
     def batch(self, epoch: int, index: int):
-        chosen = self._epoch_batches(epoch)[index]
-        tokens, lengths = pad([self.data.train_ids[i] for i in chosen])
-        return tokens, lengths, self.data.train_targets[chosen]
+        return self.make_batch(self.batch_members(epoch, index))
+
+    def batch_members(self, epoch: int, index: int) -> list[int]:
+        return self._epoch_batches(epoch)[index]
+
+    def make_batch(self, members: list[int]):
+        tokens, lengths = pad([self.data.train_ids[i] for i in members])
+        return tokens, lengths, self.data.train_targets[members]
 
     def loss(self, model, batch):
         tokens, lengths, targets = batch
         return F.cross_entropy(model(tokens, lengths), targets), len(targets)
 
-    def validate(self, model) -> dict:
+    def validate(self, model, ranks=None) -> dict:
         train = self.config.train
+        if ranks is not None and ranks.enabled:
+            return self._validate_shared(model, ranks)
         probabilities = predict_probabilities(model, self.data.valid_ids,
                                               train.eval_batch_size or 256)
         targets = self.data.valid_targets
         loss = F.nll_loss(probabilities.clamp_min(1e-12).log(), targets).item()
         result = scores(targets, probabilities.argmax(dim=1), len(self.data.classes))
         return {"score": 1.0 - result["accuracy"], "val_loss": loss,
+                "val_accuracy": result["accuracy"], "val_macro_f1": result["macro_f1"],
+                "val_confusion": result["confusion"]}
+
+    def _validate_shared(self, model, ranks) -> dict:
+        """Every N-th validation text on each rank; the summed loss and confusion counts of
+        all ranks give the numbers one process computes."""
+        classes = len(self.data.classes)
+        mine = list(range(ranks.rank, len(self.data.valid_ids), ranks.world_size))
+        targets = self.data.valid_targets[mine]
+        probabilities = predict_probabilities(model, [self.data.valid_ids[i] for i in mine],
+                                              self.config.train.eval_batch_size or 256)
+        loss = F.nll_loss(probabilities.clamp_min(1e-12).log(), targets, reduction="sum")
+        confusion = confusion_matrix(targets, probabilities.argmax(dim=1), classes)
+        summed = ranks.all_reduce_sum([loss.item(), *confusion.flatten().tolist()])
+        confusion = torch.tensor(summed[1:]).round().long().view(classes, classes)
+        true, predicted = [], []
+        for row in range(classes):
+            for column in range(classes):
+                true += [row] * int(confusion[row, column])
+                predicted += [column] * int(confusion[row, column])
+        result = scores(torch.tensor(true), torch.tensor(predicted), classes)
+        return {"score": 1.0 - result["accuracy"], "val_loss": summed[0] / len(true),
                 "val_accuracy": result["accuracy"], "val_macro_f1": result["macro_f1"],
                 "val_confusion": result["confusion"]}
 
@@ -202,12 +233,14 @@ def start_classifier(config: ClassifyConfig, progress: bool = False,
         train.epochs = 5.0  # the default budget the --epochs help names (cosine decays over it)
     train.validate()
     run_dir = Path(config.out or Path("runs") / f"classify-{Path(config.data.path).stem}")
+    ranks = distributed.init(train.threads, train.dist_timeout)
     if (run_dir / "last").exists() or (run_dir / "best").exists():
+        if distributed.restart_count() and (run_dir / "last").exists():
+            logger.info("Restart %d: resuming %s", distributed.restart_count(), run_dir)
+            return resume_classifier(run_dir, {}, progress), None
         raise UserError(f"--out {run_dir} already holds a run; continue it with --resume "
                         f"{run_dir} or choose another --out")
     config.out = str(run_dir)
-    if train.threads:
-        torch.set_num_threads(train.threads)
     data = ClassifyData(config.data, train.seed)
     config.model.vocab_size = data.encoder.vocab_size
     config.model.classes = len(data.classes)
@@ -225,8 +258,12 @@ def start_classifier(config: ClassifyConfig, progress: bool = False,
     model = Classifier(config.model)
     if vectors is not None:
         model.load_vectors(vectors.vectors, vectors.found)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / "config.json", config.to_dict())
+    ranks.check_global_batch(train.batch_size, "examples")
+    if ranks.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(run_dir / "config.json", config.to_dict())
+        if distributed.restart_count():  # records of an attempt that saved no checkpoint
+            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     trainer = SupervisedTrainer(model, ClassifyTask(config, data), train, run_dir, progress,
                                 score_name="val_error")
     return trainer, vectors
@@ -281,12 +318,12 @@ def resume_classifier(path: str | Path, overrides: dict, progress: bool = False)
     for name, value in overrides.items():
         setattr(config.train, name, value)
     config.train.validate()
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
+    ranks = distributed.init(config.train.threads, config.train.dist_timeout)
     data = ClassifyData(config.data, config.train.seed, run.encoder.tokenizer, run.classes)
     run.model.train()
     trainer = SupervisedTrainer(run.model, ClassifyTask(config, data), config.train, path,
                                 progress, score_name="val_error")
     trainer.resume(checkpoint)
-    write_json_atomic(path / "config.json", config.to_dict())
+    if ranks.is_main:
+        write_json_atomic(path / "config.json", config.to_dict())
     return trainer

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 
+from rnnkit.commands import launch
 from rnnkit.errors import UserError
 
 # flag -> (section, key, type, help)
@@ -50,7 +51,10 @@ TRAIN_FLAGS = {
     "--patience": ("train", "patience", int, "early stopping after N validations without gain"),
     "--log-every": ("train", "log_every", int, "steps between metrics.jsonl lines (10)"),
     "--seed": ("train", "seed", int, "random seed (default 1234)"),
-    "--threads": ("train", "threads", int, "torch threads (0: torch's choice)"),
+    "--threads": ("train", "threads", int, "torch threads (0: torch's choice;"
+                " several processes: cores / processes)"),
+    "--dist-timeout": ("train", "dist_timeout", float,
+                       "seconds a collective waits for the other processes (600)"),
 }
 
 
@@ -70,6 +74,7 @@ def register(subparsers) -> None:
     train.add_argument("--out", metavar="RUN", help="run folder (default runs/classify-<file>)")
     train.add_argument("--resume", metavar="RUN", help="continue this run exactly")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    launch.add_arguments(train)
     for name, (_, _, kind, text) in TRAIN_FLAGS.items():
         train.add_argument(name, type=kind, default=None, help=text)
     train.set_defaults(handler=run_train)
@@ -98,6 +103,9 @@ def register(subparsers) -> None:
 def run_train(args) -> int:
     from rnnkit.classify.run import ClassifyConfig, resume_classifier, start_classifier
 
+    status = launch.launched(args)
+    if status is not None:
+        return status
     progress = not args.no_progress and sys.stderr.isatty()
     given = {name: getattr(args, name[2:].replace("-", "_")) for name in TRAIN_FLAGS}
     given = {name: value for name, value in given.items() if value is not None}
@@ -108,6 +116,7 @@ def run_train(args) -> int:
             raise UserError("--resume continues the run with its saved data and model; give "
                             "only budgets (--max-steps, --epochs, --time-budget, --patience)")
         trainer = resume_classifier(args.resume, overrides, progress=progress)
+        launch.quiet_unless_rank_zero()
         print(f"Resuming {args.resume} at step {trainer.progress.step}")
     else:
         if not args.data:
@@ -124,6 +133,7 @@ def run_train(args) -> int:
             setattr(getattr(config, section), key, value)
         trainer, vectors = start_classifier(config, progress=progress,
                                             embedding_given="--embedding" in given)
+        launch.quiet_unless_rank_zero()
         data = trainer.task.data
         where = (f"columns {data.train.text_col!r} (text) and {data.train.label_col!r} (label)"
                  if data.train.text_col else "one subfolder per class")

@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from rnnkit.commands import launch
 from rnnkit.errors import UserError
 
 # flag -> (section, key, type, help)
@@ -49,7 +50,10 @@ TRAIN_FLAGS = {
     "--patience": ("train", "patience", int, "early stopping after N validations without gain"),
     "--log-every": ("train", "log_every", int, "steps between metrics.jsonl lines (10)"),
     "--seed": ("train", "seed", int, "random seed (default 1234)"),
-    "--threads": ("train", "threads", int, "torch threads (0: torch's choice)"),
+    "--threads": ("train", "threads", int, "torch threads (0: torch's choice;"
+                " several processes: cores / processes)"),
+    "--dist-timeout": ("train", "dist_timeout", float,
+                       "seconds a collective waits for the other processes (600)"),
 }
 
 
@@ -70,6 +74,7 @@ def register(subparsers) -> None:
     train.add_argument("--out", metavar="RUN", help="run folder (default runs/forecast-<file>)")
     train.add_argument("--resume", metavar="RUN", help="continue this run exactly")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    launch.add_arguments(train)
     for name, (_, _, kind, text) in TRAIN_FLAGS.items():
         train.add_argument(name, type=kind, default=None, help=text)
     train.set_defaults(handler=run_train)
@@ -108,6 +113,9 @@ def parse_quantiles(text: str) -> list[float]:
 def run_train(args) -> int:
     from rnnkit.forecast.run import ForecastConfig, resume_forecast, start_forecast
 
+    status = launch.launched(args)
+    if status is not None:
+        return status
     progress = not args.no_progress and sys.stderr.isatty()
     given = {name: getattr(args, name[2:].replace("-", "_")) for name in TRAIN_FLAGS}
     given = {name: value for name, value in given.items() if value is not None}
@@ -119,6 +127,7 @@ def run_train(args) -> int:
             raise UserError("--resume continues the run with its saved data and model; give "
                             "only budgets (--max-steps, --epochs, --time-budget, --patience)")
         trainer = resume_forecast(args.resume, overrides, progress=progress)
+        launch.quiet_unless_rank_zero()
         print(f"Resuming {args.resume} at step {trainer.progress.step}")
     else:
         if not args.data:
@@ -139,6 +148,7 @@ def run_train(args) -> int:
             section, key, _, _ = TRAIN_FLAGS[name]
             setattr(getattr(config, section), key, value)
         trainer = start_forecast(config, progress=progress)
+        launch.quiet_unless_rank_zero()
         data = trainer.task.data
         split = data.split
         frequency = data.series.frequency.describe() if data.series.frequency else "equally " \

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rnnkit.commands import launch
 from rnnkit.errors import UserError
 from rnnkit.train.metrics import bits_per_token, perplexity
 from rnnkit.train.pipeline import resume_run, start_run
@@ -57,7 +58,10 @@ FLAGS = {
     "--patience": ("train.patience", int, "early stopping after N evaluations without gain"),
     "--log-every": ("train.log_every", int, "steps between metrics.jsonl lines (default 10)"),
     "--seed": ("train.seed", int, "random seed (default 1234)"),
-    "--threads": ("train.threads", int, "torch threads (0: torch's choice)"),
+    "--threads": ("train.threads", int, "torch threads (0: torch's choice;"
+                " several processes: cores / processes)"),
+    "--dist-timeout": ("train.dist_timeout", float,
+                       "seconds a collective waits for the other processes (600)"),
 }
 
 
@@ -81,6 +85,7 @@ def register(subparsers) -> None:
     parser.add_argument("--vocab-from", action="append", metavar="FILE",
                         help="also add this text's symbols to the vocabulary (repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    launch.add_arguments(parser)
     for name, (_, kind, text) in FLAGS.items():
         parser.add_argument(name, type=kind, default=None, help=text)
     parser.set_defaults(handler=run)
@@ -126,6 +131,9 @@ def _toml_value(value) -> str:
 def run(args) -> int:
     from rnnkit.train.config import RunConfig
 
+    status = launch.launched(args)
+    if status is not None:
+        return status
     overrides = overrides_from(args)
     progress = not args.no_progress and sys.stderr.isatty()
     if args.resume:
@@ -137,6 +145,7 @@ def run(args) -> int:
         if args.out:
             raise UserError("--resume continues the run in its own folder; drop --out")
         trainer = resume_run(args.resume, overrides, progress=progress)
+        launch.quiet_unless_rank_zero()
         print(f"Resuming {args.resume} at step {trainer.progress.step}")
     else:
         if not args.path and not args.config:
@@ -145,6 +154,7 @@ def run(args) -> int:
         if not config.data.path:
             raise UserError("give the corpus: rnnkit train PATH, or [data] path in --config")
         trainer = start_run(config, progress=progress)
+        launch.quiet_unless_rank_zero()
         print(f"# rnnkit train: resolved configuration (saved in {trainer.run_dir}/config.json)")
         print(to_toml(trainer.config.to_dict()), flush=True)
     data, model = trainer.data, trainer.model

@@ -22,12 +22,16 @@ class StreamBatches:
         batch_size: the number of streams ``N``.
         seq_len: the truncation length ``L``; the last batch of a pass may be shorter.
         what: names the data in error messages.
+        streams: read only these of the ``batch_size`` streams (one rank's block under
+            distributed training); the batches are then ``(L, len(streams))``.
     """
 
-    def __init__(self, tokens, batch_size: int, seq_len: int, what: str = "training data"):
+    def __init__(self, tokens, batch_size: int, seq_len: int, what: str = "training data",
+                 streams: range | None = None):
         self.tokens = tokens
         self.batch_size = batch_size
         self.seq_len = seq_len
+        self.streams = range(batch_size) if streams is None else streams
         self.stream_length = len(tokens) // batch_size
         if self.stream_length < 2:
             raise UserError(
@@ -49,7 +53,7 @@ class StreamBatches:
             raise IndexError(f"batch {index} out of range for {len(self)} batches")
         start = index * self.seq_len
         stop = min(start + self.seq_len + 1, self.stream_length)
-        offsets = [stream * self.stream_length for stream in range(self.batch_size)]
+        offsets = [stream * self.stream_length for stream in self.streams]
         rows = [np.asarray(self.tokens[offset + start : offset + stop]) for offset in offsets]
         window = torch.from_numpy(np.stack(rows).astype(np.int64)).t().contiguous()  # (L+1, N)
         return window[:-1], window[1:]

@@ -8,6 +8,7 @@ training part, so predicting and backtesting never refit anything.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -25,6 +26,7 @@ from rnnkit.forecast.windows import (
     chronological_split,
     make_windows,
 )
+from rnnkit.train import distributed
 from rnnkit.train.checkpoint import (
     CONFIG_FILE,
     is_checkpoint,
@@ -34,8 +36,11 @@ from rnnkit.train.checkpoint import (
 from rnnkit.train.config import TrainConfig
 from rnnkit.train.supervised import SupervisedTrainer, epoch_generator
 
+logger = logging.getLogger(__name__)
+
 KIND = "forecaster"
-RESUMABLE = {"max_steps", "epochs", "time_budget", "patience", "log_every", "threads"}
+RESUMABLE = {"max_steps", "epochs", "time_budget", "patience", "log_every", "threads",
+             "dist_timeout"}
 
 
 @dataclass
@@ -128,17 +133,46 @@ class ForecastTask:
         chosen = order[index * size:(index + 1) * size]
         return self.train_inputs[chosen], self.train_targets[chosen]
 
+    def batch_members(self, epoch: int, index: int) -> list[int]:
+        order = torch.randperm(len(self.train_inputs),
+                               generator=epoch_generator(self.config.train.seed, epoch))
+        size = self.config.train.batch_size
+        return order[index * size:(index + 1) * size].tolist()
+
+    def make_batch(self, members: list[int]):
+        chosen = torch.tensor(members, dtype=torch.long)
+        return self.train_inputs[chosen], self.train_targets[chosen]
+
     def loss(self, model, batch):
         inputs, targets = batch
         return forecast_loss(self.config.model, model(inputs), targets), len(inputs)
 
-    def validate(self, model) -> dict:
+    def validate(self, model, ranks=None) -> dict:
+        if ranks is not None and ranks.enabled:
+            return self._validate_shared(model, ranks)
         prediction = model(self.val_inputs)  # (N, H, Q)
         loss = forecast_loss(self.config.model, prediction, self.val_targets).item()
         point = prediction[:, :, self.config.model.median_index]
         error = point - self.val_targets
         return {"score": loss, "val_loss": loss, "val_mae_scaled": error.abs().mean().item(),
                 "val_mse_scaled": (error ** 2).mean().item(), "val_windows": len(point)}
+
+    def _validate_shared(self, model, ranks) -> dict:
+        """Every N-th validation window on each rank; every window has the same number of
+        values, so the summed per-window means of all ranks give one process's numbers."""
+        mine = torch.arange(ranks.rank, len(self.val_inputs), ranks.world_size)
+        sums = [0.0, 0.0, 0.0, 0.0]
+        if len(mine):
+            inputs, targets = self.val_inputs[mine], self.val_targets[mine]
+            prediction = model(inputs)
+            error = prediction[:, :, self.config.model.median_index] - targets
+            count = len(mine)
+            sums = [forecast_loss(self.config.model, prediction, targets).item() * count,
+                    error.abs().mean().item() * count, (error ** 2).mean().item() * count,
+                    float(count)]
+        loss, mae, mse, count = ranks.all_reduce_sum(sums)
+        return {"score": loss / count, "val_loss": loss / count, "val_mae_scaled": mae / count,
+                "val_mse_scaled": mse / count, "val_windows": int(count)}
 
     def checkpoint_config(self) -> dict:
         series = self.data.series
@@ -158,19 +192,25 @@ def start_forecast(config: ForecastConfig, progress: bool = False) -> Supervised
         train.epochs = 20.0  # the default budget the --epochs help names (cosine decays over it)
     train.validate()
     run_dir = Path(config.out or Path("runs") / f"forecast-{Path(config.data.path).stem}")
+    ranks = distributed.init(train.threads, train.dist_timeout)
     if (run_dir / "last").exists() or (run_dir / "best").exists():
+        if distributed.restart_count() and (run_dir / "last").exists():
+            logger.info("Restart %d: resuming %s", distributed.restart_count(), run_dir)
+            return resume_forecast(run_dir, {}, progress)
         raise UserError(f"--out {run_dir} already holds a run; continue it with --resume "
                         f"{run_dir} or choose another --out")
     config.out = str(run_dir)
-    if train.threads:
-        torch.set_num_threads(train.threads)
     data = ForecastData(config)
     config.model.inputs = len(data.series.columns)
     config.model.validate()
     torch.manual_seed(train.seed)
     model = Forecaster(config.model)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / "config.json", config.to_dict())
+    ranks.check_global_batch(train.batch_size, "windows")
+    if ranks.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(run_dir / "config.json", config.to_dict())
+        if distributed.restart_count():  # records of an attempt that saved no checkpoint
+            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     return SupervisedTrainer(model, ForecastTask(config, data), train, run_dir, progress,
                              score_name="val_loss")
 
@@ -222,13 +262,13 @@ def resume_forecast(path: str | Path, overrides: dict, progress: bool = False):
     for name, value in overrides.items():
         setattr(config.train, name, value)
     config.train.validate()
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
+    ranks = distributed.init(config.train.threads, config.train.dist_timeout)
     data = ForecastData(config, scaler=run.scaler)
     model = run.model
     model.train()
     trainer = SupervisedTrainer(model, ForecastTask(config, data), config.train, path, progress,
                                 score_name="val_loss")
     trainer.resume(checkpoint)
-    write_json_atomic(path / "config.json", config.to_dict())
+    if ranks.is_main:
+        write_json_atomic(path / "config.json", config.to_dict())
     return trainer

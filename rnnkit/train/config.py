@@ -87,7 +87,8 @@ class TrainConfig:
     patience: int = 0  # early stopping after this many evaluations without improvement; 0 off
     log_every: int = 10
     seed: int = 1234
-    threads: int = 0  # torch intra-op threads; 0 leaves torch's choice
+    threads: int = 0  # torch intra-op threads; 0 leaves torch's choice (ranks: cores / ranks)
+    dist_timeout: float = 600.0  # distributed: seconds a collective waits for the other ranks
 
     def validate(self) -> TrainConfig:
         positive = ("batch_size", "seq_len", "log_every")
@@ -106,6 +107,9 @@ class TrainConfig:
                 raise UserError(f"--{flag(name)} must be a finite number >= 0, got {value!r}")
         if self.lr <= 0:
             raise UserError(f"--lr must be positive, got {self.lr}")
+        if not isinstance(self.dist_timeout, int | float) or not self.dist_timeout > 0:
+            raise UserError(f"--dist-timeout must be a positive number of seconds, got "
+                            f"{self.dist_timeout!r}")
         if self.optimizer not in OPTIMIZERS:
             raise UserError(
                 f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"

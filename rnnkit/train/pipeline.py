@@ -11,6 +11,7 @@ import torch
 from rnnkit.data.language_data import prepare_language_data
 from rnnkit.errors import UserError
 from rnnkit.models.language_model import LanguageModel
+from rnnkit.train import distributed
 from rnnkit.train.checkpoint import is_checkpoint, load_checkpoint, write_json_atomic
 from rnnkit.train.config import RunConfig
 from rnnkit.train.runs import run_from_checkpoint
@@ -20,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 # what a resumed run may change: budgets and bookkeeping, never what decides the numbers
 RESUMABLE_OVERRIDES = {"train.max_steps", "train.epochs", "train.time_budget", "train.patience",
-                       "train.log_every", "train.threads"}
+                       "train.log_every", "train.threads", "train.dist_timeout"}
 
 
 def default_run_dir(config: RunConfig) -> Path:
@@ -33,22 +34,31 @@ def start_run(config: RunConfig, progress: bool = False) -> Trainer:
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--out {run_dir} is a file; expected a run folder (it is created if "
                         f"missing)")
+    ranks = distributed.init(config.train.threads, config.train.dist_timeout)
     if (run_dir / "last").exists() or (run_dir / "best").exists():
+        if distributed.restart_count() and (run_dir / "last").exists():
+            # the launcher restarted the group after a rank failed: continue from the last
+            # checkpoint (the command line is the one that started the run)
+            logger.info("Restart %d: resuming %s", distributed.restart_count(), run_dir)
+            return resume_run(run_dir, {}, progress)
         raise UserError(
             f"--out {run_dir} already holds a run; continue it with --resume {run_dir} or "
             f"choose another --out"
         )
+    ranks.check_global_batch(config.train.batch_size)
     config.out = str(run_dir)
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
+    progress = progress and ranks.is_main
     data = prepare_language_data(config.data, progress=progress)
     config.model.vocab_size = data.tokenizer.vocab_size
     if config.model.init == "chrono" and not config.model.chrono_max_len:
         config.model.chrono_max_len = config.train.seq_len
     torch.manual_seed(config.train.seed)
     model = LanguageModel(config.model)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / "config.json", config.to_dict())
+    if ranks.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(run_dir / "config.json", config.to_dict())
+        if distributed.restart_count():  # records of an attempt that saved no checkpoint
+            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     return Trainer(model, config, data, run_dir, progress=progress)
 
 
@@ -71,12 +81,13 @@ def resume_run(path: str | Path, overrides: dict, progress: bool = False) -> Tra
         merged[section][key] = value
     config = RunConfig.from_dict(merged).validate()
     config.out = str(path)
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
+    ranks = distributed.init(config.train.threads, config.train.dist_timeout)
+    progress = progress and ranks.is_main
     data = prepare_language_data(config.data, tokenizer=tokenizer, progress=progress)
     trainer = Trainer(model, config, data, path, progress=progress)
     trainer.resume(checkpoint)
-    write_json_atomic(path / "config.json", config.to_dict())
+    if ranks.is_main:
+        write_json_atomic(path / "config.json", config.to_dict())
     return trainer
 
 

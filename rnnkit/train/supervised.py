@@ -7,6 +7,12 @@ minimise — and the loop does the rest as the language-model trainer does: ``be
 ``last`` checkpoints in the run folder, ``metrics.jsonl``, a tqdm bar, step, epoch and time
 budgets, early stopping, Ctrl-C that saves, and an exact resume (optimizer, schedule, RNG,
 step, epoch, position).
+
+Under torchrun (:mod:`rnnkit.train.distributed`) ``batch_size`` is the global batch: every
+rank computes the same seeded batches and takes every N-th example of each (a seeded
+distributed sampler); each rank's loss is weighted so that DistributedDataParallel's average
+of the gradients is the gradient of the global batch's mean loss. Validation sums every
+rank's share. Rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import torch
 from tqdm import tqdm
 
 from rnnkit.errors import UserError
+from rnnkit.train import distributed
 from rnnkit.train.checkpoint import Checkpoint, save_checkpoint
 from rnnkit.train.config import TrainConfig
 from rnnkit.train.metrics import MetricsLog
@@ -45,11 +52,20 @@ class Task(Protocol):
     def batch(self, epoch: int, index: int):
         """Batch ``index`` of ``epoch``; the order must depend only on the seed and epoch."""
 
+    def batch_members(self, epoch: int, index: int) -> list[int]:
+        """The examples of batch ``index`` of ``epoch`` (what ``batch`` holds), in order."""
+
+    def make_batch(self, members: list[int]):
+        """A batch of these training examples."""
+
     def loss(self, model: torch.nn.Module, batch) -> tuple[torch.Tensor, int]:
         """The mean loss of ``batch`` (a scalar tensor) and the number of examples in it."""
 
-    def validate(self, model: torch.nn.Module) -> dict:
-        """Validation metrics; ``score`` (lower is better) decides the best checkpoint."""
+    def validate(self, model: torch.nn.Module, ranks=None) -> dict:
+        """Validation metrics; ``score`` (lower is better) decides the best checkpoint.
+
+        With ``ranks`` (a distributed context of several ranks) score this rank's share of
+        the validation data and sum the counts with ``ranks.all_reduce_sum``."""
 
     def checkpoint_config(self) -> dict:
         """The JSON ``config.json`` of a checkpoint: enough to rebuild model and data."""
@@ -94,8 +110,13 @@ class SupervisedTrainer:
         self.task = task
         self.train = train
         self.run_dir = Path(run_dir)
-        self.progress_bar = progress
+        self.dist = distributed.current()
+        self.progress_bar = progress and self.dist.is_main
         self.score_name = score_name
+        self.dist.check_global_batch(train.batch_size, "examples")
+        self.net = self.dist.wrap(model)  # what the training step calls (DDP under torchrun)
+        if self.dist.enabled and not self.dist.is_main:
+            torch.manual_seed(distributed.rank_seed(train.seed, self.dist.rank))
         parameters = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(parameters, train)
         self.batches_per_epoch = task.batch_count()
@@ -109,11 +130,15 @@ class SupervisedTrainer:
         self.eval_every = train.eval_every or self.batches_per_epoch
         self.progress = _Progress()
         self.last_metrics: dict = {}
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.metrics = MetricsLog(self.run_dir, tensorboard=tensorboard)
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.metrics = MetricsLog(self.run_dir, tensorboard=tensorboard) if self.dist.is_main \
+            else distributed.NoMetrics()
         self.on_step: list[Callable[[SupervisedTrainer, dict], None]] = []
         self.on_eval: list[Callable[[SupervisedTrainer, dict], None]] = []
         self._interrupted = False
+        self._agreed_stop = False  # distributed: some rank was interrupted (all agree)
+        self._session_start, self._agreed_elapsed = time.perf_counter(), 0.0  # set by fit
 
     # ---- saving and resuming -------------------------------------------------------------
 
@@ -121,11 +146,16 @@ class SupervisedTrainer:
         state = {name: getattr(self.progress, name) for name in PROGRESS_FIELDS}
         state.update(optimizer=self.optimizer.state_dict(), schedule=self.schedule.state_dict(),
                      torch_rng=torch.get_rng_state(), data_hash=self.task.data_hash())
+        if self.dist.enabled:
+            state.update(distributed.rng_states(self.dist))
         return state
 
     def save(self, tags: tuple[str, ...]) -> None:
+        trainer_state = self.trainer_state()  # a collective under torchrun: every rank calls
+        if not self.dist.is_main:
+            return
         save_checkpoint(self.run_dir, self.model.state_dict(), self.task.checkpoint_config(),
-                        self.trainer_state(), step=self.progress.step, tags=tags)
+                        trainer_state, step=self.progress.step, tags=tags)
 
     def resume(self, checkpoint: Checkpoint) -> None:
         """Continue from a ``last`` checkpoint exactly where it stopped."""
@@ -138,7 +168,7 @@ class SupervisedTrainer:
         self.model.load_state_dict(checkpoint.tensors)
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
-        torch.set_rng_state(state["torch_rng"])
+        distributed.restore_rng(state, self.dist, self.train.seed)
         for name in PROGRESS_FIELDS:
             setattr(self.progress, name, state[name])
         self.metrics.truncate_after(self.progress.step)
@@ -169,11 +199,14 @@ class SupervisedTrainer:
         if progress.batch_index >= self.batches_per_epoch:
             progress.epoch += 1
             progress.batch_index = 0
-        batch = self.task.batch(progress.epoch, progress.batch_index)
+        batch = None if self.dist.enabled else self.task.batch(progress.epoch,
+                                                                progress.batch_index)
         rate = self.schedule.rate(progress.step, progress.elapsed)
         for group in self.optimizer.param_groups:
             group["lr"] = rate
         self.model.train()
+        if self.dist.enabled:
+            return self._distributed_step(progress.epoch, progress.batch_index)
         loss, count = self.task.loss(self.model, batch)
         value = loss.item()
         if not math.isfinite(value):
@@ -192,13 +225,44 @@ class SupervisedTrainer:
         progress.examples += count
         return value, count
 
+    def _distributed_step(self, epoch: int, index: int) -> tuple[float, int]:
+        """This rank's every N-th example of the global batch; its mean loss weighted by its
+        share times N, so DDP's mean of the ranks' gradients is the global batch's gradient.
+        A rank left without an example (a short last batch) runs one with weight 0."""
+        progress, world = self.progress, self.dist.world_size
+        members = self.task.batch_members(epoch, index)
+        mine = members[self.dist.rank::world]
+        weight = len(mine) * world / len(members)
+        batch = self.task.make_batch(mine or members[:1])
+        loss, _ = self.task.loss(self.net, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss * weight).backward()
+        if self.train.clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train.clip)
+        self.optimizer.step()
+        value, interrupted, elapsed = self.dist.agree(
+            loss.item() * weight / world, self._interrupted,
+            time.perf_counter() - self._session_start)
+        if not math.isfinite(value):
+            raise TrainingDiverged(
+                f"the training loss became {value} at step {progress.step + 1}; stopped. The "
+                f"last good checkpoint in {self.run_dir} is intact: resume from it with a "
+                f"lower --lr or a tighter --clip"
+            )
+        self._agreed_stop, self._agreed_elapsed = interrupted, elapsed
+        progress.step += 1
+        progress.batch_index += 1
+        progress.examples += len(members)
+        return value, len(members)
+
     def validate(self) -> dict:
         progress = self.progress
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.no_grad():
-                metrics = dict(self.task.validate(self.model))
+                metrics = dict(self.task.validate(self.model, self.dist) if self.dist.enabled
+                               else self.task.validate(self.model))
         finally:
             self.model.train(was_training)
         score = float(metrics.pop("score"))
@@ -221,9 +285,36 @@ class SupervisedTrainer:
             hook(self, record)
         return record
 
+    def _on_signal(self, signum, frame) -> None:
+        if not self._interrupted and self.dist.is_main:
+            logger.warning("Interrupted: every rank stops after this step; rank 0 saves a "
+                           "checkpoint")
+        self._interrupted = True
+
+    def _clock(self, session_start: float) -> float:
+        if self.dist.enabled:  # rank 0's clock, agreed on at the last step
+            return self._agreed_elapsed
+        return time.perf_counter() - session_start
+
     def fit(self) -> SupervisedResult:
+        if not self.dist.enabled:
+            return self._fit()
+        previous = self.dist.install_signal_handlers(self._on_signal)
+        try:
+            return self._fit()
+        except RuntimeError as error:  # a collective failed: name the rank, never hang
+            failure = self.dist.failure(error, self.progress.step, self.run_dir)
+            if failure is error:
+                raise
+            raise failure from None
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+    def _fit(self) -> SupervisedResult:
         train, progress = self.train, self.progress
-        in_main_thread = threading.current_thread() is threading.main_thread()
+        in_main_thread = threading.current_thread() is threading.main_thread() \
+            and not self.dist.enabled
         previous_handler = signal.signal(signal.SIGINT, self._on_sigint) if in_main_thread \
             else None
         bar = tqdm(total=self.total_steps or None, initial=progress.step, unit="step",
@@ -231,11 +322,12 @@ class SupervisedTrainer:
         window_loss, window_examples, window_steps = 0.0, 0, 0
         window_start = time.perf_counter()
         session_start = time.perf_counter() - progress.elapsed
+        self._session_start, self._agreed_elapsed = session_start, progress.elapsed
         stopped = self._budget_spent()
         try:
             while stopped is None:
                 loss, count = self.train_step()
-                progress.elapsed = time.perf_counter() - session_start
+                progress.elapsed = self._clock(session_start)
                 window_loss += loss
                 window_steps += 1
                 window_examples += count
@@ -255,9 +347,10 @@ class SupervisedTrainer:
                     window_start = time.perf_counter()
                 if progress.step % self.eval_every == 0 or self._budget_spent() is not None:
                     self.validate()
-                    progress.elapsed = time.perf_counter() - session_start
+                    progress.elapsed = self._clock(session_start)
                 stopped = self._budget_spent()
-                if self._interrupted and stopped is None:
+                if stopped is None and (self._agreed_stop if self.dist.enabled
+                                        else self._interrupted):
                     stopped = "interrupted"
             if progress.last_eval_step != progress.step:
                 self.save(("last",))
