@@ -114,9 +114,11 @@ def families() -> tuple[Family, ...]:
 
 
 def cli_cells() -> dict[str, tuple[Family, str | None]]:
-    """The apps' ``--cell`` names -> (family, init), in registration order."""
-    return {cell: (family, init) for family in _FAMILIES.values()
-            for cell, init in family.cli.items()}
+    """The apps' ``--cell`` names -> (family, init): the plain names in registration order,
+    then the initialised ones (``lstm-chrono``)."""
+    named = [(cell, (family, init)) for family in _FAMILIES.values()
+             for cell, init in family.cli.items()]
+    return dict(sorted(named, key=lambda item: item[1][1] is not None))
 
 
 _LOADED: dict[str, Callable] = {}
