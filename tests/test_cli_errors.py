@@ -217,7 +217,7 @@ FORECAST = [
          "0.0,0.5", id="train-quantiles-out-of-range"),
     case(TRAIN + " --quantiles 0.9,0.1", "--quantiles must be increasing and distinct",
          id="train-quantiles-unsorted"),
-    case(TRAIN + " --cell transformer", "--cell must be one of rnn, gru, lstm, got "
+    case(TRAIN + " --cell transformer", "--cell must be one of rnn, gru, lstm, indrnn, got "
          "'transformer'", id="train-bad-cell"),
     case(TRAIN + " --head mlp", "--head must be one of direct, seq2seq, got 'mlp'",
          id="train-bad-head"),
@@ -391,7 +391,7 @@ CLASSIFY = [
     case(CTRAIN + " --level bpe --vocab-size 100", "--vocab-size must be at least 257 for bpe, "
          "got 100", id="train-bpe-vocab-size"),
     # ---- model
-    case(CTRAIN + " --cell transformer", "--cell must be one of rnn, gru, lstm, got "
+    case(CTRAIN + " --cell transformer", "--cell must be one of rnn, gru, lstm, indrnn, got "
          "'transformer'", id="train-bad-cell"),
     case(CTRAIN + " --pooling attention", "--pooling must be one of max, mean, last, mean-max, "
          "got 'attention'", id="train-bad-pooling"),

@@ -168,7 +168,7 @@ LANGUAGE_MODEL = [
     case(TRAIN + " --level bpe --vocab-size 100", "--vocab-size must be at least 257 for bpe, "
          "got 100", id="train-bpe-vocab-size"),
     # ---- train: the model
-    case(TRAIN + " --cell transformer", "--cell must be one of rnn, gru, lstm, got "
+    case(TRAIN + " --cell transformer", "--cell must be one of rnn, gru, lstm, indrnn, got "
          "'transformer'", id="train-bad-cell"),
     case(TRAIN + " --backend gpu", "--backend must be one of auto, fused, reference, got 'gpu'",
          id="train-bad-backend"),

@@ -87,7 +87,7 @@ class ModelConfig:
         if (self.forget_bias is not None or self.init == "chrono") and (
             self.family.keep_gate is None
         ):
-            gated = ", ".join(cell for cell, layer in CELLS.items()
+            gated = " or ".join(cell for cell, layer in CELLS.items()
                               if families.get(layer.__name__).keep_gate is not None)
             raise UserError(f"--forget-bias and --init chrono need a gated cell ({gated})")
         if self.backend not in BACKENDS:
