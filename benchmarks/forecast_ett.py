@@ -36,7 +36,8 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--dropout", type=float, default=0.5)
     parser.add_argument("--norm", default="last")
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--decoder", default="factored")
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, default=2)
@@ -46,14 +47,17 @@ def main() -> None:
         lookback=args.lookback, horizons=[int(h) for h in args.horizons.split(",")],
         seeds=[int(s) for s in args.seeds.split(",")],
         model=SegRNNConfig(segment=args.segment, hidden=args.hidden, dropout=args.dropout,
-                           norm=args.norm),
+                           norm=args.norm, decoder=args.decoder),
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, threads=args.threads)
 
     def report(horizon, seed, row):
         print(f"horizon {horizon} seed {seed} epoch {row['epoch']}: train {row['train_mse']:.4f}"
               f" val {row['val_mse']:.4f} ({row['seconds']:.0f} s)", file=sys.stderr, flush=True)
 
-    result = run_benchmark(args.data, config, report)
+    def partial(result):  # each finished run is on disk at once (complete: false until the end)
+        write_results(args.name, result)
+
+    result = run_benchmark(args.data, config, report, on_result=partial)
     for row in result["results"]:
         print(f"horizon {row['horizon']:>3} seed {row['seed']}: test MSE {row['mse']:.4f} "
               f"MAE {row['mae']:.4f} over {row['test_windows']} windows; best epoch "

@@ -115,6 +115,26 @@ def test_segrnn_shapes(cell, norm):
     assert all(p.grad is not None for p in model.parameters())
 
 
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
+def test_factored_decoder_equals_running_the_layer_on_every_segment(cell):
+    torch.manual_seed(0)
+    config = SegRNNConfig(channels=3, lookback=24, horizon=48, segment=12, hidden=10, cell=cell,
+                          dropout=0.0, backend="reference")
+    layer = SegRNN(config).double()
+    factored = SegRNN(SegRNNConfig(**{**config.to_dict(), "decoder": "factored"})).double()
+    layer.config.decoder = "layer"
+    factored.load_state_dict(layer.state_dict())
+    x = torch.randn(4, 24, 3, dtype=torch.float64)
+    torch.testing.assert_close(factored(x), layer(x), rtol=1e-12, atol=1e-12)
+    grads = []
+    for model in (layer, factored):
+        model.zero_grad()
+        (model(x) ** 2).sum().backward()
+        grads.append([p.grad for p in model.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+
+
 def test_last_value_subtraction_makes_the_forecast_shift_with_the_level():
     torch.manual_seed(0)
     model = SegRNN(SegRNNConfig(channels=2, lookback=16, horizon=8, segment=8, hidden=8,

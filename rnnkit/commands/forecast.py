@@ -112,7 +112,8 @@ def register(subparsers) -> None:
     bench.add_argument("--dropout", type=float, default=0.5, help="before the output map")
     bench.add_argument("--norm", default="last", help="last | revin | none (default last)")
     bench.add_argument("--no-channel-embedding", action="store_true")
-    bench.add_argument("--epochs", type=int, default=5, help="epochs per run (5)")
+    bench.add_argument("--decoder", default="factored", help="factored | layer (same result)")
+    bench.add_argument("--epochs", type=int, default=4, help="epochs per run (4)")
     bench.add_argument("--batch-size", type=int, default=256)
     bench.add_argument("--lr", type=float, default=1e-3)
     bench.add_argument("--weight-decay", type=float, default=0.0)
@@ -290,6 +291,7 @@ def run_benchmark(args) -> int:
     model = SegRNNConfig(segment=args.segment, hidden=args.hidden, cell=args.cell,
                          dropout=args.dropout, norm=args.norm, backend=args.backend,
                          channel_embedding=not args.no_channel_embedding,
+                         decoder=args.decoder,
                          lookback=args.lookback)
     config = BenchmarkConfig(lookback=args.lookback,
                              horizons=_int_list(args.horizons, "--horizons"), seeds=seeds,

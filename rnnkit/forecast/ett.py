@@ -245,8 +245,10 @@ def summarise(results: list[dict]) -> list[dict]:
     return rows
 
 
-def run_benchmark(path: str | Path, config: BenchmarkConfig, report=None) -> dict:
-    """Every (horizon, seed) run of the protocol on ``path``; one JSON-ready dict."""
+def run_benchmark(path: str | Path, config: BenchmarkConfig, report=None,
+                  on_result=None) -> dict:
+    """Every (seed, horizon) run of the protocol on ``path`` (all horizons of the first seed
+    first); one JSON-ready dict. ``on_result(partial)`` gets that dict after each run."""
     if config.threads:
         torch.set_num_threads(config.threads)
     protocol = read_ett(path)
@@ -255,10 +257,16 @@ def run_benchmark(path: str | Path, config: BenchmarkConfig, report=None) -> dic
         SegRNNConfig(**{**config.model.to_dict(), "lookback": config.lookback,
                         "horizon": horizon}).validate()
     results = []
-    for horizon in config.horizons:
-        for seed in config.seeds:
+    for seed in config.seeds:
+        for horizon in config.horizons:
             logger.info("ETT %s: horizon %d seed %d", protocol.name, horizon, seed)
             results.append(train_one(protocol, config, horizon, seed, report))
+            if on_result:
+                on_result(_payload(protocol, config, results))
+    return _payload(protocol, config, results)
+
+
+def _payload(protocol: ETTProtocol, config: BenchmarkConfig, results: list[dict]) -> dict:
     split = protocol.split
     origins = {h: window_origins(protocol, config.lookback, h) for h in config.horizons}
     return {
@@ -270,7 +278,9 @@ def run_benchmark(path: str | Path, config: BenchmarkConfig, report=None) -> dic
                     for h, o in origins.items()},
         "scaler": {"mean": protocol.scaler.center, "std": protocol.scaler.scale},
         "lookback": config.lookback, "model": "segrnn", "config": config.to_dict(),
-        "results": results, "summary": summarise(results),
+        "complete": len(results) == len(config.seeds) * len(config.horizons),
+        "results": sorted(results, key=lambda row: (row["horizon"], row["seed"])),
+        "summary": summarise(results),
         "published": {name: {"source": source,
                              "figures": {str(h): {"mse": v[0], "mae": v[1]}
                                          for h, v in figures.items()}}
