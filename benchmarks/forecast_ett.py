@@ -8,6 +8,7 @@ epochs per run (so the run is the same on a busy machine); the best epoch by val
 is tested once. Writes benchmarks/results/forecast_ett.json:
 
     nice -n 10 .venv/bin/python benchmarks/forecast_ett.py --threads 2
+    nice -n 10 .venv/bin/python benchmarks/forecast_ett.py --threads 1 --jobs 3  # seeds at once
 
 Smoke test: ``--horizons 96 --seeds 1 --epochs 1``.
 """
@@ -37,10 +38,11 @@ def main() -> None:
     parser.add_argument("--dropout", type=float, default=0.5)
     parser.add_argument("--norm", default="last")
     parser.add_argument("--decoder", default="factored")
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads per run")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at once")
     parser.add_argument("--name", default="forecast_ett", help="results file name")
     args = parser.parse_args()
     config = BenchmarkConfig(
@@ -57,7 +59,7 @@ def main() -> None:
     def partial(result):  # each finished run is on disk at once (complete: false until the end)
         write_results(args.name, result)
 
-    result = run_benchmark(args.data, config, report, on_result=partial)
+    result = run_benchmark(args.data, config, report, on_result=partial, jobs=args.jobs)
     for row in result["results"]:
         print(f"horizon {row['horizon']:>3} seed {row['seed']}: test MSE {row['mse']:.4f} "
               f"MAE {row['mae']:.4f} over {row['test_windows']} windows; best epoch "

@@ -23,11 +23,14 @@ TRAIN_FLAGS = {
     "--test-fraction": ("data", "test_fraction", float, "share held out for testing (0.2)"),
     "--val-size": ("data", "val_size", int, "validation points (wins over the fraction)"),
     "--test-size": ("data", "test_size", int, "test points, e.g. 12 for the last year"),
-    "--scale": ("data", "scale", str, "standard | minmax | none, fitted on the train part"),
+    "--scale": ("data", "scale", str, "standard | minmax | log | none, fitted on the train "
+                "part"),
     "--season": ("data", "season", int, "season length in steps (default from frequency)"),
     "--stride": ("data", "stride", int, "steps between validation/backtest origins (1)"),
     "--horizon": ("model", "horizon", int, "steps to forecast"),
     "--lookback": ("model", "lookback", int, "steps the model reads (default 24)"),
+    "--model": ("model", "model", str, "rnn (default) | segrnn: segments, parallel decoder"),
+    "--segment": ("model", "segment", int, "segrnn: steps per segment (default 12)"),
     "--cell": ("model", "cell", str, "rnn | gru | lstm (default lstm)"),
     "--layers": ("model", "layers", int, "recurrent layers (default 1)"),
     "--hidden": ("model", "hidden", int, "hidden units (default 64)"),
@@ -113,7 +116,7 @@ def register(subparsers) -> None:
     bench.add_argument("--norm", default="last", help="last | revin | none (default last)")
     bench.add_argument("--no-channel-embedding", action="store_true")
     bench.add_argument("--decoder", default="factored", help="factored | layer (same result)")
-    bench.add_argument("--epochs", type=int, default=4, help="epochs per run (4)")
+    bench.add_argument("--epochs", type=int, default=3, help="epochs per run (3)")
     bench.add_argument("--batch-size", type=int, default=256)
     bench.add_argument("--lr", type=float, default=1e-3)
     bench.add_argument("--weight-decay", type=float, default=0.0)

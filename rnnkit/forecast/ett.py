@@ -245,10 +245,18 @@ def summarise(results: list[dict]) -> list[dict]:
     return rows
 
 
+def _run_in_worker(path: str, config: BenchmarkConfig, horizon: int, seed: int) -> dict:
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    return train_one(read_ett(path), config, horizon, seed)
+
+
 def run_benchmark(path: str | Path, config: BenchmarkConfig, report=None,
-                  on_result=None) -> dict:
-    """Every (seed, horizon) run of the protocol on ``path`` (all horizons of the first seed
-    first); one JSON-ready dict. ``on_result(partial)`` gets that dict after each run."""
+                  on_result=None, jobs: int = 1) -> dict:
+    """Every (seed, horizon) run of the protocol on ``path``; one JSON-ready dict.
+    ``on_result(partial)`` gets that dict after each run. With ``jobs`` > 1 that many runs
+    train at once, each in its own process with ``config.threads`` threads (the horizons in
+    order, its seeds side by side); every run is the same as it would be alone."""
     if config.threads:
         torch.set_num_threads(config.threads)
     protocol = read_ett(path)
@@ -257,6 +265,19 @@ def run_benchmark(path: str | Path, config: BenchmarkConfig, report=None,
         SegRNNConfig(**{**config.model.to_dict(), "lookback": config.lookback,
                         "horizon": horizon}).validate()
     results = []
+    if jobs > 1:
+        import concurrent.futures
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+            futures = [pool.submit(_run_in_worker, str(path), config, horizon, seed)
+                       for horizon in config.horizons for seed in config.seeds]
+            for future in concurrent.futures.as_completed(futures):
+                results.append(future.result())
+                if on_result:
+                    on_result(_payload(protocol, config, results))
+        return _payload(protocol, config, results)
     for seed in config.seeds:
         for horizon in config.horizons:
             logger.info("ETT %s: horizon %d seed %d", protocol.name, horizon, seed)
