@@ -208,3 +208,33 @@ def test_benchmark_cli_errors(tmp_path, capsys):
     assert status == 2 and "--horizon 100 is not a whole number of --segment 48" in err
     status, _, err = run_cli(["forecast", "benchmark", path, "--seeds", "0"], capsys)
     assert status == 2 and "--seeds must be positive" in err
+
+
+def test_log_scaler_round_trips_and_refuses_non_positive_values():
+    from rnnkit.forecast.windows import Scaler
+
+    values = np.array([[100.0], [200.0], [400.0]])
+    scaler = Scaler.fit(values, "log")
+    logs = np.log(values[:, 0])
+    assert scaler.center[0] == pytest.approx(logs.mean())
+    assert scaler.scale[0] == pytest.approx(logs.std())
+    scaled = scaler.transform(values)
+    np.testing.assert_allclose(scaler.inverse_target(scaled[:, 0]), values[:, 0])
+    np.testing.assert_allclose(scaler.transform_target(values[:, 0]), scaled[:, 0])
+    with pytest.raises(UserError, match="--scale log needs positive values"):
+        Scaler.fit(np.array([[1.0], [0.0]]), "log")
+
+
+def test_univariate_forecaster_takes_the_segment_model():
+    from rnnkit.forecast.model import Forecaster, ForecasterConfig
+
+    config = ForecasterConfig(inputs=2, horizon=12, lookback=36, model="segrnn", segment=12,
+                              cell="gru", hidden=8, backend="reference")
+    model = Forecaster(config)
+    x = torch.randn(5, 36, 2)
+    torch.testing.assert_close(model(x), model.segrnn(x)[:, :, :1])  # the target channel
+    assert model(x).shape == (5, 12, 1)
+    with pytest.raises(UserError, match="leave out --quantiles"):
+        Forecaster(ForecasterConfig(model="segrnn", segment=1, quantiles=[0.1, 0.5, 0.9]))
+    with pytest.raises(UserError, match="--horizon 12 is not a whole number of --segment 5"):
+        Forecaster(ForecasterConfig(model="segrnn", horizon=12, lookback=35, segment=5))
