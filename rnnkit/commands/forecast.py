@@ -123,7 +123,10 @@ def register(subparsers) -> None:
     bench.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
     bench.add_argument("--time-budget", type=float, default=0.0, metavar="S",
                        help="also stop a run after the epoch that passes S seconds (0: off)")
-    bench.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
+    bench.add_argument("--threads", type=int, default=0, help="torch threads per run (0: "
+                       "torch's)")
+    bench.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in "
+                       "its own process (the same results)")
     bench.add_argument("--backend", default="auto", help="auto | fused | reference")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(handler=run_benchmark)
@@ -285,7 +288,7 @@ def run_benchmark(args) -> int:
     seeds = _int_list(args.seeds, "--seeds")
     if "," not in args.seeds:
         seeds = list(range(1, seeds[0] + 1))
-    for name in ("epochs", "batch_size", "lookback"):
+    for name in ("epochs", "batch_size", "lookback", "jobs"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be a positive whole number, got "
                             f"{getattr(args, name)}")
@@ -309,7 +312,7 @@ def run_benchmark(args) -> int:
                   f"{row['train_mse']:.4f}, validation MSE {row['val_mse']:.4f} "
                   f"({row['seconds']:.0f} s)", file=sys.stderr, flush=True)
 
-    result = run_benchmark(args.data, config, report)
+    result = run_benchmark(args.data, config, report, jobs=args.jobs)
     if args.json:
         print(json.dumps(result))
         return 0
