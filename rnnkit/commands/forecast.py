@@ -116,7 +116,7 @@ def register(subparsers) -> None:
     bench.add_argument("--norm", default="last", help="last | revin | none (default last)")
     bench.add_argument("--no-channel-embedding", action="store_true")
     bench.add_argument("--decoder", default="factored", help="factored | layer (same result)")
-    bench.add_argument("--epochs", type=int, default=3, help="epochs per run (3)")
+    bench.add_argument("--epochs", type=int, default=6, help="epochs per run (6)")
     bench.add_argument("--batch-size", type=int, default=256)
     bench.add_argument("--lr", type=float, default=1e-3)
     bench.add_argument("--weight-decay", type=float, default=0.0)
