@@ -6,6 +6,7 @@
 #   bash benchmarks/readme_figures.sh            # everything
 #   bash benchmarks/readme_figures.sh bench demo # some of: demo bench variants memory
 #                                                #   compile classify forecast shakespeare
+#                                                #   (ett: ETTh1, about an hour on quiet cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 absolute() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }  # not realpath: a
@@ -14,7 +15,7 @@ rnnkit=$(absolute "${RNNKIT:-.venv/bin/rnnkit}")
 data=$(absolute "${SHARED_DATA:-../shared/data}")
 work=$(mktemp -d -t rnnkit-figures-XXXX)
 record() { "$python" benchmarks/record.py "$@"; }
-wanted=${*:-demo bench variants memory compile classify forecast shakespeare}
+wanted=${*:-demo bench variants memory compile classify forecast shakespeare ett}
 
 for figure in $wanted; do
     case $figure in
@@ -48,7 +49,9 @@ for figure in $wanted; do
                 --scale none --quantiles 0.1,0.5,0.9 --epochs 150 --out runs/air --no-progress
             $rnnkit forecast backtest runs/air
             $rnnkit forecast predict runs/air --horizon 6"
-        ;;
+        "$python" benchmarks/forecast_airpassengers.py --seeds 1,2,3 --out "$work/air" ;;
+    ett)
+        "$python" benchmarks/forecast_ett.py --data "$data/ETTh1.csv" --threads 1 --jobs 2 ;;
     shakespeare)
         "$python" benchmarks/shakespeare.py --work "$work/shakespeare" ;;
     *)

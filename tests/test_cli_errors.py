@@ -206,7 +206,8 @@ FORECAST = [
          id="train-stride-negative"),
     case(TRAIN + " --season -1", "--season must be a number of steps >= 1 (or 0: from the "
          "frequency), got -1", id="train-season-negative"),
-    case(TRAIN + " --scale log", "--scale must be one of standard, minmax, none, got 'log'",
+    case(TRAIN + " --scale robust", "--scale must be one of standard, minmax, log, none, got "
+         "'robust'",
          id="train-bad-scale"),
     # ---- model
     case(TRAIN + " --quantiles 0.1,x", "--quantiles must be numbers separated by commas",

@@ -1,9 +1,10 @@
-"""``rnnkit forecast train | predict | backtest``: forecast a column of a CSV file.
+"""``rnnkit forecast train | predict | backtest | benchmark``: forecast CSV columns.
 
 ``train`` cuts the series chronologically (train | validation | test), fits the scaling on
 the training part only, and trains an rnnkit encoder with a direct or seq2seq multi-step
 head; ``predict`` writes the next steps as CSV and PNG; ``backtest`` scores rolling origins
-over the held-out tail beside the seasonal-naive and last-value baselines.
+over the held-out tail beside the seasonal-naive and last-value baselines; ``benchmark``
+runs the ETT long-horizon protocol (all columns, 12/4/4 months) with a segment-recurrent model.
 """
 
 from __future__ import annotations
@@ -23,11 +24,14 @@ TRAIN_FLAGS = {
     "--test-fraction": ("data", "test_fraction", float, "share held out for testing (0.2)"),
     "--val-size": ("data", "val_size", int, "validation points (wins over the fraction)"),
     "--test-size": ("data", "test_size", int, "test points, e.g. 12 for the last year"),
-    "--scale": ("data", "scale", str, "standard | minmax | none, fitted on the train part"),
+    "--scale": ("data", "scale", str, "standard | minmax | log | none, fitted on the train "
+                "part"),
     "--season": ("data", "season", int, "season length in steps (default from frequency)"),
     "--stride": ("data", "stride", int, "steps between validation/backtest origins (1)"),
     "--horizon": ("model", "horizon", int, "steps to forecast"),
     "--lookback": ("model", "lookback", int, "steps the model reads (default 24)"),
+    "--model": ("model", "model", str, "rnn (default) | segrnn: segments, parallel decoder"),
+    "--segment": ("model", "segment", int, "segrnn: steps per segment (default 12)"),
     "--cell": ("model", "cell", str, "rnn | gru | lstm (default lstm)"),
     "--layers": ("model", "layers", int, "recurrent layers (default 1)"),
     "--hidden": ("model", "hidden", int, "hidden units (default 64)"),
@@ -97,6 +101,40 @@ def register(subparsers) -> None:
     backtest.add_argument("--json", action="store_true", help="print one JSON object")
     backtest.add_argument("--checkpoint", choices=("best", "last"), default="best")
     backtest.set_defaults(handler=run_backtest)
+
+    bench = commands.add_parser(
+        "benchmark", help="the ETT long-horizon protocol (ETTh1/ETTh2/ETTm1/ETTm2)",
+        description="Train and test a segment-recurrent forecaster on the ETT protocol: all "
+        "columns in and out, 12/4/4 months, scaling from the training rows, MSE and MAE over "
+        "every test window, beside published figures for the same lookback.")
+    bench.add_argument("data", metavar="ETT.csv", help="ETTh1.csv, ETTh2.csv, ETTm1.csv, ...")
+    bench.add_argument("--protocol", choices=("ett",), default="ett")
+    bench.add_argument("--model", choices=("segrnn",), default="segrnn")
+    bench.add_argument("--lookback", type=int, default=96, help="96 (default), 336 or 720")
+    bench.add_argument("--horizons", default="96,192,336,720", metavar="H,H,...")
+    bench.add_argument("--seeds", default="3", metavar="N|S,S,...",
+                       help="a count (seeds 1..N) or a list of seeds (default 3)")
+    bench.add_argument("--cell", default="gru", help="gru | lstm | rnn (default gru)")
+    bench.add_argument("--segment", type=int, default=48, help="steps per segment (48)")
+    bench.add_argument("--hidden", type=int, default=256, help="hidden size (256)")
+    bench.add_argument("--dropout", type=float, default=0.5, help="before the output map")
+    bench.add_argument("--norm", default="last", help="last | revin | none (default last)")
+    bench.add_argument("--no-channel-embedding", action="store_true")
+    bench.add_argument("--decoder", default="factored", help="factored | layer (same result)")
+    bench.add_argument("--epochs", type=int, default=6, help="epochs per run (6)")
+    bench.add_argument("--batch-size", type=int, default=256)
+    bench.add_argument("--lr", type=float, default=1e-3)
+    bench.add_argument("--weight-decay", type=float, default=0.0)
+    bench.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
+    bench.add_argument("--time-budget", type=float, default=0.0, metavar="S",
+                       help="also stop a run after the epoch that passes S seconds (0: off)")
+    bench.add_argument("--threads", type=int, default=0, help="torch threads per run (0: "
+                       "torch's)")
+    bench.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in "
+                       "its own process (the same results)")
+    bench.add_argument("--backend", default="auto", help="auto | fused | reference")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.set_defaults(handler=run_benchmark)
 
 
 def parse_quantiles(text: str) -> list[float]:
@@ -239,4 +277,86 @@ def run_backtest(args) -> int:
         shares = ", ".join(f"{q}: {share:.2f}" for q, share in
                            result["quantile_coverage"].items())
         print(f"Share of actual values below each quantile: {shares}")
+    return 0
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or any(value < 1 for value in values):
+        raise UserError(f"{flag} must be positive whole numbers separated by commas, got "
+                        f"{text!r}")
+    return values
+
+
+def run_benchmark(args) -> int:
+    from rnnkit.forecast.ett import NOT_AT_96, BenchmarkConfig, run_benchmark
+    from rnnkit.forecast.segrnn import SegRNNConfig
+
+    seeds = _int_list(args.seeds, "--seeds")
+    if "," not in args.seeds:
+        seeds = list(range(1, seeds[0] + 1))
+    for name in ("epochs", "batch_size", "lookback", "jobs"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be a positive whole number, got "
+                            f"{getattr(args, name)}")
+    if args.lr <= 0 or args.time_budget < 0 or args.weight_decay < 0:
+        raise UserError("--lr must be positive; --time-budget and --weight-decay >= 0")
+    model = SegRNNConfig(segment=args.segment, hidden=args.hidden, cell=args.cell,
+                         dropout=args.dropout, norm=args.norm, backend=args.backend,
+                         channel_embedding=not args.no_channel_embedding,
+                         decoder=args.decoder,
+                         lookback=args.lookback)
+    config = BenchmarkConfig(lookback=args.lookback,
+                             horizons=_int_list(args.horizons, "--horizons"), seeds=seeds,
+                             model=model, epochs=args.epochs, batch_size=args.batch_size,
+                             lr=args.lr, weight_decay=args.weight_decay,
+                             schedule=args.schedule, time_budget=args.time_budget,
+                             threads=args.threads)
+
+    def report(horizon, seed, row):
+        if not args.json:
+            print(f"  horizon {horizon} seed {seed} epoch {row['epoch']}: train MSE "
+                  f"{row['train_mse']:.4f}, validation MSE {row['val_mse']:.4f} "
+                  f"({row['seconds']:.0f} s)", file=sys.stderr, flush=True)
+
+    result = run_benchmark(args.data, config, report, jobs=args.jobs)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    borders = result["borders"]
+    print(f"{result['data']}: ETT protocol, {len(result['columns'])} channels in and out, "
+          f"lookback {result['lookback']}; rows train {borders['train']}, validation "
+          f"{borders['val']}, test {borders['test']} (windows read back into the part before); "
+          f"standardised with the training rows' mean and deviation")
+    print(f"{'horizon':>7}{'seed':>6}{'MSE':>9}{'MAE':>9}{'windows':>9}{'best ep':>9}"
+          f"{'train s':>9}")
+    for row in result["results"]:
+        print(f"{row['horizon']:>7}{row['seed']:>6}{row['mse']:>9.4f}{row['mae']:>9.4f}"
+              f"{row['test_windows']:>9}{row['best_epoch']:>9}{row['train_seconds']:>9.0f}")
+    published = result["published"]
+    names = list(published)
+    print(f"\nMean over seeds [min, max] beside published figures (MSE / MAE, lookback "
+          f"{result['lookback']}):")
+    print(f"{'horizon':>7}  {'rnnkit segrnn MSE':<24}{'MAE':<24}"
+          + "".join(f"{name:>16}" for name in names))
+    for row in result["summary"]:
+        horizon = str(row["horizon"])
+        cells = []
+        for name in names:
+            figures = published[name]["figures"].get(horizon)
+            cells.append(f"{figures['mse']:.3f} / {figures['mae']:.3f}" if figures else "-")
+        print(f"{row['horizon']:>7}  "
+              f"{row['mse']:.4f} [{row['mse_min']:.4f}, {row['mse_max']:.4f}]    "
+              f"{row['mae']:.4f} [{row['mae_min']:.4f}, {row['mae_max']:.4f}]    "
+              + "".join(f"{cell:>16}" for cell in cells))
+    for name in names:
+        print(f"  {name}: {published[name]['source']}")
+    if names and result["lookback"] == 96:
+        print(f"  {NOT_AT_96}")
+    elif not names:
+        print(f"  No published figures are stored for {result['data']} at lookback "
+              f"{result['lookback']}.")
     return 0

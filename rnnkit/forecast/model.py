@@ -7,6 +7,10 @@ arXiv 1711.11053). Each step predicts one value, or one per quantile. Window nor
 subtracts the window's last target value (``last``) or divides by its mean absolute value
 (``mean``, DeepAR, arXiv 1704.04110) before the encoder and undoes it on the output, so
 levels never seen in training are forecast in their own terms.
+
+``model="segrnn"`` replaces the encoder and head by the segment-recurrent forecaster of
+:mod:`rnnkit.forecast.segrnn` (segments of ``segment`` steps, a parallel decoder over the
+horizon's segments), reading the same windows; its target-channel output is the forecast.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ CELLS = app_cells()  # --cell: every family, as declared in rnnkit.families
 HEADS = ("direct", "seq2seq")
 WINDOW_NORMS = ("last", "mean", "none")
 LOSSES = ("mse", "mae")
+MODELS = ("rnn", "segrnn")
 
 
 @dataclass
@@ -42,8 +47,22 @@ class ForecasterConfig:
     quantiles: list[float] = field(default_factory=list)  # empty: one point forecast
     loss: str = "mse"  # without quantiles
     backend: str = "auto"
+    model: str = "rnn"  # or segrnn
+    segment: int = 12  # segrnn: steps per segment
 
     def validate(self) -> ForecasterConfig:
+        if self.model not in MODELS:
+            raise UserError(f"--model must be one of {', '.join(MODELS)}, got {self.model!r}")
+        if self.model == "segrnn":
+            if self.quantiles:
+                raise UserError("--model segrnn forecasts one value per step; leave out "
+                                "--quantiles (or use --model rnn)")
+            if self.window_norm == "mean" or self.layers != 1 or self.head != "direct":
+                raise UserError("--model segrnn has one recurrent layer and its own parallel "
+                                "decoder and subtracts the window's last value: leave --layers, "
+                                "--head and --window-norm mean out (--window-norm none is "
+                                "allowed)")
+            self.segrnn_config().validate()
         if self.cell not in CELLS:
             raise UserError(f"--cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
         if self.backend not in BACKENDS:
@@ -80,6 +99,15 @@ class ForecasterConfig:
             return 0
         return min(range(len(self.quantiles)), key=lambda i: abs(self.quantiles[i] - 0.5))
 
+    def segrnn_config(self):
+        from rnnkit.forecast.segrnn import SegRNNConfig
+
+        return SegRNNConfig(channels=self.inputs, lookback=self.lookback, horizon=self.horizon,
+                            segment=self.segment, hidden=self.hidden, cell=self.cell,
+                            dropout=self.dropout, backend=self.backend,
+                            norm="none" if self.window_norm == "none" else "last",
+                            channel_embedding=self.inputs > 1)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -100,6 +128,11 @@ class Forecaster(nn.Module):
     def __init__(self, config: ForecasterConfig) -> None:
         super().__init__()
         self.config = config.validate()
+        if config.model == "segrnn":
+            from rnnkit.forecast.segrnn import SegRNN
+
+            self.segrnn = SegRNN(config.segrnn_config())
+            return
         layer = CELLS[config.cell]
         between = config.dropout if config.layers > 1 else 0.0
         self.encoder = layer(config.inputs, config.hidden, num_layers=config.layers,
@@ -115,6 +148,8 @@ class Forecaster(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         config = self.config
+        if config.model == "segrnn":
+            return self.segrnn(x)[:, :, :1]  # (N, H, 1): the target channel
         target = x[:, :, :1]  # (N, L, 1)
         if config.window_norm == "last":
             shift, scale = target[:, -1:, :], torch.ones_like(target[:, -1:, :])

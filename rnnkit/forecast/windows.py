@@ -16,7 +16,7 @@ import torch
 
 from rnnkit.errors import UserError
 
-SCALINGS = ("standard", "minmax", "none")
+SCALINGS = ("standard", "minmax", "log", "none")
 
 
 @dataclass
@@ -51,7 +51,9 @@ def chronological_split(length: int, val_fraction: float = 0.2, test_fraction: f
 
 @dataclass
 class Scaler:
-    """Per-column ``(x - center) / scale``, fitted on the training part only."""
+    """Per-column ``(x - center) / scale``, fitted on the training part only; ``log``
+    standardises the logarithm of the values (all of them must be positive), which turns a
+    multiplicative seasonality into an additive one."""
 
     kind: str
     center: list[float]
@@ -63,23 +65,38 @@ class Scaler:
         if kind not in SCALINGS:
             raise UserError(f"--scale must be one of {', '.join(SCALINGS)}, got {kind!r}")
         columns = values.shape[1]
+        if kind == "log":
+            values = cls._log(values)
         if kind == "none":
             return cls(kind, [0.0] * columns, [1.0] * columns)
-        if kind == "standard":
+        if kind in ("standard", "log"):
             center, scale = values.mean(axis=0), values.std(axis=0)
         else:
             center, scale = values.min(axis=0), values.max(axis=0) - values.min(axis=0)
         scale = np.where(scale > 1e-12, scale, 1.0)  # a constant column stays as it is
         return cls(kind, [float(v) for v in center], [float(v) for v in scale])
 
+    @staticmethod
+    def _log(values: np.ndarray) -> np.ndarray:
+        values = np.asarray(values, dtype=float)
+        if (values <= 0).any():
+            raise UserError(f"--scale log needs positive values; the series holds "
+                            f"{values.min():g}")
+        return np.log(values)
+
     def transform(self, values: np.ndarray) -> np.ndarray:
+        if self.kind == "log":
+            values = self._log(values)
         return (values - np.asarray(self.center)) / np.asarray(self.scale)
 
     def inverse_target(self, values: np.ndarray) -> np.ndarray:
         """Target-column values (any shape) back to the original units."""
-        return values * self.scale[0] + self.center[0]
+        original = values * self.scale[0] + self.center[0]
+        return np.exp(original) if self.kind == "log" else original
 
     def transform_target(self, values: np.ndarray) -> np.ndarray:
+        if self.kind == "log":
+            values = self._log(values)
         return (values - self.center[0]) / self.scale[0]
 
     def to_dict(self) -> dict:
