@@ -46,10 +46,7 @@ def _family_step(family):
         bound = getattr(layer, "recurrent_max", None)
         if bound is not None:  # the IndRNN's bound on |u|, applied in every forward
             weights = {**weights, "weight_hh": weights["weight_hh"].clamp(-bound, bound)}
-        result = family.step(x, *states, **weights, **options)
-        result = result if isinstance(result, tuple) else (result,)
-        count = 2 if family.has_cell else 1
-        return result[:count], (result[count] if len(result) > count else {})
+        return family.cell_step(x, states, weights, **options)
 
     return step
 

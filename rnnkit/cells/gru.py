@@ -75,8 +75,8 @@ def gru_cell(
     if bias_ih is not None:
         from_input = from_input + bias_ih
         from_hidden = from_hidden + bias_hh
-    input_reset, input_update, input_new = from_input.chunk(3, dim=1)
-    hidden_reset, hidden_update, hidden_new = from_hidden.chunk(3, dim=1)
+    input_reset, input_update, input_new = from_input.chunk(3, dim=-1)
+    hidden_reset, hidden_update, hidden_new = from_hidden.chunk(3, dim=-1)
     reset = (input_reset + hidden_reset).sigmoid()
     update = (input_update + hidden_update).sigmoid()
     new = (input_new + reset * hidden_new).tanh()

@@ -119,7 +119,7 @@ def lstm_cell(
     gates = from_input + from_hidden  # (N, 4H)
     if bias_ih is not None:
         gates = gates + bias_ih + bias_hh
-    input, forget, cell, output = gates.chunk(4, dim=1)  # pre-activations, (N, H) each
+    input, forget, cell, output = gates.chunk(4, dim=-1)  # pre-activations, (N, H) each
     if peephole_weight is not None:
         peephole_input, peephole_forget, peephole_output = peephole_weight.chunk(3)
         input = input + peephole_input * c

@@ -87,6 +87,14 @@ class Family:
     def runner(self) -> Callable:
         return load(self.run)
 
+    def cell_step(self, x, states, weights, **options):
+        """One step of the readable cell: ``(new states (h,) or (h, c), gates dict)``, whatever
+        the family's cell returns. Leading dimensions broadcast (the cells work on the last)."""
+        result = self.step(x, *states, **weights, **options)
+        result = result if isinstance(result, tuple) else (result,)
+        count = 2 if self.has_cell else 1
+        return result[:count], (result[count] if len(result) > count else {})
+
 
 _FAMILIES: dict[str, Family] = {}
 

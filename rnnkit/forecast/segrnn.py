@@ -29,11 +29,11 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from rnnkit import GRU, LSTM, RNN
 from rnnkit.backends import BACKENDS
 from rnnkit.errors import UserError
+from rnnkit.layers import app_cells
 
-CELLS = {"gru": GRU, "lstm": LSTM, "rnn": RNN}
+CELLS = app_cells()  # --cell: every family, as declared in rnnkit.families
 NORMS = ("last", "revin", "none")
 DECODERS = ("factored", "layer")
 
@@ -156,28 +156,19 @@ class SegRNN(nn.Module):
     def _decode_factored(self, state, batch: int) -> Tensor:
         """The same step as :meth:`_decode_layer`, its two products taken once each.
 
-        The gate equations are torch's (and rnnkit's cells'): GRU with the reset gate after
-        the recurrent product, LSTM gates in the order input, forget, cell, output.
+        The step is the family's readable cell (``rnnkit.cells``, declared in
+        :mod:`rnnkit.families`), which broadcasts over leading dimensions.
         """
         config, rnn = self.config, self.rnn
+        family = rnn.family
         channels, segments, hidden = config.channels, self.segments_out, config.hidden
         h = state[0] if isinstance(state, tuple) else state
         h = h[0].view(batch, channels, 1, hidden)  # (N, C, 1, hidden)
-        from_input = self._queries() @ rnn.weight_ih_l0.T + rnn.bias_ih_l0  # (C, M, G*hidden)
-        from_hidden = h @ rnn.weight_hh_l0.T + rnn.bias_hh_l0  # (N, C, 1, G*hidden)
-        if config.cell == "gru":
-            input_r, input_z, input_n = from_input.chunk(3, dim=-1)
-            hidden_r, hidden_z, hidden_n = from_hidden.chunk(3, dim=-1)
-            reset = torch.sigmoid(input_r + hidden_r)
-            update = torch.sigmoid(input_z + hidden_z)
-            new = torch.tanh(input_n + reset * hidden_n)
-            out = new + update * (h - new)  # (1 - z) * n + z * h
-        elif config.cell == "lstm":
-            gates = from_input + from_hidden
-            in_gate, forget, cell, out_gate = gates.chunk(4, dim=-1)
-            c = state[1][0].view(batch, channels, 1, hidden)
-            c = torch.sigmoid(forget) * c + torch.sigmoid(in_gate) * torch.tanh(cell)
-            out = torch.sigmoid(out_gate) * torch.tanh(c)
-        else:
-            out = torch.tanh(from_input + from_hidden)
+        states = (h,) if not family.has_cell else (h, state[1][0].view(batch, channels, 1, hidden))
+        weights = {kind: getattr(rnn, f"{kind}_l0")
+                   for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+        options = {"nonlinearity": rnn.nonlinearity} if family.nonlinearity else {}
+        # the family's own cell (rnnkit.cells), its queries (C, M, ·) broadcast against the
+        # states (N, C, 1, ·): each product once, as the docstring says
+        (out, *_), _ = family.cell_step(self._queries(), states, weights, **options)
         return out.reshape(batch * channels * segments, hidden)
