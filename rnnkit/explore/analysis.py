@@ -377,4 +377,15 @@ class ExploreRun:
             flow = passage_gradient_flow(self.model, self.tokenizer, passage, self.name) \
                 if len(self.encode(passage)) > 2 else None
         return {"curves": curves, "saturation": saturation, "source": source,
-                "gradient_flow": None if flow is None else flow.to_dict()}
+                "gradient_flow": None if flow is None else finite(flow.to_dict())}
+
+
+def finite(value):
+    """``value`` with every infinite or NaN float replaced by None (JSON has neither)."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(item) for item in value]
+    return value
