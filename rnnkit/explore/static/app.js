@@ -315,7 +315,8 @@ function drawGateChart(series) {
     const x = (i) => (i / Math.max(1, values.length - 1)) * width;
     chart.appendChild(svg("polyline", { fill: "none", stroke: colours[k % 4], "stroke-width": 1,
       points: values.map((v, i) => `${x(i).toFixed(1)},${(height - v * height).toFixed(1)}`).join(" ") }));
-    chart.appendChild(svg("text", { x: 4, y: 12 + 12 * k, fill: colours[k % 4] }, `${name} gate, mean over units`));
+    chart.appendChild(svg("text", { x: 4, y: 12 + 12 * k, style: `fill: ${colours[k % 4]}` },
+      `${name} gate, mean over units`));
   });
   box.appendChild(chart);
 }
@@ -365,6 +366,9 @@ function lineChart(title, series, xLabel, yLabel, logY) {
   const width = 460, height = 200, left = 50, bottom = 30;
   const chart = svg("svg", { width, height: height + 20 });
   chart.appendChild(svg("text", { x: left, y: 12 }, title));
+  // a log scale shows positive values only (a gradient that vanished to 0 is left out)
+  series = series.map((s) => ({ ...s, points: s.points.filter((p) => p[1] !== null &&
+    (!logY || p[1] > 0)) }));
   const points = series.flatMap((s) => s.points);
   if (!points.length) { chart.appendChild(svg("text", { x: left, y: 40 }, "no data")); return chart; }
   const ys = points.map((p) => (logY ? Math.log10(Math.max(p[1], 1e-30)) : p[1]));
@@ -382,7 +386,8 @@ function lineChart(title, series, xLabel, yLabel, logY) {
   series.forEach((s, k) => {
     chart.appendChild(svg("polyline", { fill: "none", stroke: colours[k % 4], "stroke-width": 1.5,
       points: s.points.map((p) => `${sx(p[0]).toFixed(1)},${sy(logY ? Math.log10(Math.max(p[1], 1e-30)) : p[1]).toFixed(1)}`).join(" ") }));
-    chart.appendChild(svg("text", { x: width - 120, y: 30 + 13 * k, fill: colours[k % 4] }, s.label));
+    chart.appendChild(svg("text", { x: width - 120, y: 30 + 13 * k, style: `fill: ${colours[k % 4]}` },
+      s.label));
   });
   return chart;
 }
