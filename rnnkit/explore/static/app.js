@@ -315,7 +315,7 @@ function drawGateChart(series) {
     const x = (i) => (i / Math.max(1, values.length - 1)) * width;
     chart.appendChild(svg("polyline", { fill: "none", stroke: colours[k % 4], "stroke-width": 1,
       points: values.map((v, i) => `${x(i).toFixed(1)},${(height - v * height).toFixed(1)}`).join(" ") }));
-    chart.appendChild(svg("text", { x: 4, y: 12 + 12 * k, style: `fill: ${colours[k % 4]}` },
+    chart.appendChild(svg("text", { x: 4, y: 12 + 12 * k, fill: colours[k % 4] },
       `${name} gate, mean over units`));
   });
   box.appendChild(chart);
@@ -386,7 +386,7 @@ function lineChart(title, series, xLabel, yLabel, logY) {
   series.forEach((s, k) => {
     chart.appendChild(svg("polyline", { fill: "none", stroke: colours[k % 4], "stroke-width": 1.5,
       points: s.points.map((p) => `${sx(p[0]).toFixed(1)},${sy(logY ? Math.log10(Math.max(p[1], 1e-30)) : p[1]).toFixed(1)}`).join(" ") }));
-    chart.appendChild(svg("text", { x: width - 120, y: 30 + 13 * k, style: `fill: ${colours[k % 4]}` },
+    chart.appendChild(svg("text", { x: width - 120, y: 30 + 13 * k, fill: colours[k % 4] },
       s.label));
   });
   return chart;
