@@ -52,10 +52,9 @@ class Analysis:
 
     def surprise(self) -> list[float | None]:
         """-log p(token_t | tokens before it) in nats; None for the first token."""
-        values: list[float | None] = [None]
-        for position in range(1, len(self.ids)):
-            values.append(float(-self.log_probs[position - 1, self.ids[position]]))
-        return values
+        following = np.asarray(self.ids[1:])
+        values = -self.log_probs[np.arange(len(following)), following]
+        return [None, *values.tolist()]
 
     def quantity(self, name: str, layer: int) -> np.ndarray:
         """``(L, H)`` values of a gate, "cell" (c_t), "hidden" (h_t) or "activation"
@@ -108,6 +107,8 @@ class ExploreRun:
         self.layer = text_diagnostics.recurrent_layer(model)
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, Analysis] = OrderedDict()
+        self._pieces = ["\n" if symbol == END_OF_LINE else tokenizer.decode([index])
+                        for index, symbol in enumerate(tokenizer.vocab)]
 
     @classmethod
     def load(cls, path: str | Path, *, max_chars: int = 5000) -> ExploreRun:
@@ -210,12 +211,19 @@ class ExploreRun:
                 "cell": None if cell is None else cell.tolist(),
                 "hidden": analysis.hidden[layer].tolist()}
 
-    def top_next(self, analysis: Analysis, position: int, k: int = TOP_K) -> list[list]:
-        row = analysis.log_probs[position]
-        order = np.argpartition(-row, min(k, len(row) - 1))[:k]
-        order = order[np.argsort(-row[order])]
-        return [[self.tokenizer.decode([int(token)]) if self.tokenizer.vocab[int(token)]
-                 != END_OF_LINE else "\n", float(np.exp(row[token]))] for token in order]
+    def piece(self, token: int) -> str:
+        """One token id as the page shows it (``<eos>`` as a line break)."""
+        return self._pieces[token]
+
+    def top_next(self, analysis: Analysis, positions=None, k: int = TOP_K) -> list[list]:
+        """Per position, the ``k`` likeliest next tokens as ``[piece, probability]``."""
+        log_probs = torch.from_numpy(analysis.log_probs)
+        if positions is not None:
+            log_probs = log_probs[positions]
+        values, indices = log_probs.topk(min(k, log_probs.shape[-1]), dim=-1)
+        pieces = self._pieces
+        return [[[pieces[token], probability] for token, probability in zip(row, chances)]
+                for row, chances in zip(indices.tolist(), values.exp().tolist())]
 
     def colour(self, text: str, quantity: str, layer: int, unit: int) -> dict:
         """What the Text view paints: one value per token, the surprise, the top-k next."""
@@ -232,8 +240,7 @@ class ExploreRun:
                 else "signed"
         return {"tokens": analysis.tokens, "values": values, "scale": scale,
                 "surprise": surprise,
-                "top": [self.top_next(analysis, position) for position in
-                        range(len(analysis.ids))]}
+                "top": self.top_next(analysis)}
 
     def token(self, text: str, layer: int, position) -> dict:
         """Hover: one token's gates, c_t and h_t (all units), its top-k next tokens and its
@@ -250,7 +257,7 @@ class ExploreRun:
                           for name, value in analysis.gates[layer].items()},
                 "cell": None if cell is None else cell[position].tolist(),
                 "hidden": analysis.hidden[layer][position].tolist(),
-                "top": self.top_next(analysis, position),
+                "top": self.top_next(analysis, [position])[0],
                 "connectivity": self.connectivity(analysis, position)}
 
     def connectivity(self, analysis: Analysis, position: int) -> list[float]:
@@ -343,8 +350,7 @@ class ExploreRun:
             gates = {name: float(value[-1, 0].mean()) for name, value in direction.gates.items()}
             filtered = filter_logits(logits[-1, 0] / temperature, top_k, top_p)
             token = int(torch.multinomial(filtered.softmax(-1), 1, generator=generator))
-            piece = "\n" if self.tokenizer.vocab[token] == END_OF_LINE \
-                else self.tokenizer.decode([token])
+            piece = self.piece(token)
             if self.tokenizer.level == "word" and piece != "\n":
                 piece = " " + piece
             yield {"token": piece, "gates": gates}
