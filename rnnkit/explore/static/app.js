@@ -59,6 +59,8 @@ function renderTokens(box, tokens, values, scale) {
     const span = el("span", shown(token), "tok");
     span.dataset.i = i;
     span.style.background = background(values[i], scale, max);
+    if (/^rgb\((\d+),\1,255\)$/.test(span.style.background.replace(/ /g, "")) &&
+        +span.style.background.match(/\d+/)[0] < 110) span.style.color = "#fff";
     span.dataset.value = values[i] === null ? "" : values[i];
     box.appendChild(span);
   });
