@@ -1,9 +1,11 @@
-"""``rnnkit explore RUN [RUN2]``: a local web app to look inside a trained language model.
+"""``rnnkit explore RUN [RUN2]``: a local web app to look inside a trained run.
 
 Text (every token coloured by a gate, c_t, h_t or the model's surprise; hover for its gates,
 top-k next tokens and connectivity), Units (regular-expression hypotheses, select and match),
 Sample live (tokens streamed with their gates) and Health (curves, saturation, gradient
-flow). States are computed on demand from the checkpoint; nothing is exported.
+flow); for a classifier, each token's contribution to the predicted class; for a
+forecaster, the series, the forecast band and the gates over time. States are computed on
+demand from the checkpoint; nothing is exported.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ def register(subparsers) -> None:
         "explore", help="serve a web app to look inside a trained run (gates, units, samples)",
         description=__doc__.split("\n\n")[1].replace("\n", " "))
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN",
-                        help="a language-model run folder or checkpoint; a second to compare")
+                        help="a run folder or checkpoint (language model, classifier or "
+                        "forecaster); a second to compare")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any)")
@@ -43,17 +46,20 @@ def is_loopback(host: str) -> bool:
 
 def load_runs(paths: list[Path], max_chars: int) -> list:
     from rnnkit.explore.analysis import ExploreRun
+    from rnnkit.explore.supervised import ClassifierExplore, ForecasterExplore
     from rnnkit.train.checkpoint import load_checkpoint
 
     if len(paths) > 2:
         raise UserError(f"explore takes one run or two to compare, got {len(paths)}")
+    kinds = {"language_model": ExploreRun, "classifier": ClassifierExplore,
+             "forecaster": ForecasterExplore}
     runs = []
     for path in paths:
         kind = load_checkpoint(path, trainer_state=False).config.get("kind")
-        if kind != "language_model":
-            raise UserError(f"{path}: explore reads language-model runs (from `rnnkit train`); "
-                            f"this one is a {kind!r} run")
-        runs.append(ExploreRun.load(path, max_chars=max_chars))
+        if kind not in kinds:
+            raise UserError(f"{path}: explore reads language-model, classifier and forecaster "
+                            f"runs; this checkpoint's kind is {kind!r}")
+        runs.append(kinds[kind].load(path, max_chars=max_chars))
     return runs
 
 

@@ -94,8 +94,65 @@ def token_pieces(tokenizer, ids: list[int]) -> tuple[list[str], list[tuple[int, 
     return pieces, spans, "".join(display)
 
 
-class ExploreRun:
+GATE_NAMES = {"lstm": ["input", "forget", "cell", "output"], "gru": ["reset", "update", "new"],
+              "rnn": []}
+
+
+def training_curves(path: Path) -> dict:
+    """Training loss and validation loss against the step, from the run's metrics.jsonl."""
+    from rnnkit.train.metrics import read_metrics
+
+    records = read_metrics(path) if path.is_dir() else []
+    return {"train": [[r["step"], r["loss"]] for r in records
+                      if r.get("kind") == "train" and "loss" in r],
+            "validation": [[r["step"], r["val_loss"]] for r in records
+                           if r.get("kind") == "eval" and "val_loss" in r]}
+
+
+def rows_of(tensor, batch_first: bool) -> np.ndarray:
+    """One sequence's ``(L, 1, H)`` or ``(1, L, H)`` internals as ``(L, H)``."""
+    return (tensor[0] if batch_first else tensor[:, 0]).detach().numpy()
+
+
+class ExploreBase:
+    """What every kind of run shares: its name, layer count and the request checks."""
+
+    kind: str
+    max_chars: int
+    layers: int
+    hidden: int
+
+    def check_text(self, text) -> str:
+        if not isinstance(text, str):
+            raise RequestError("'text' must be a string")
+        if not text:
+            raise RequestError("'text' is empty: type some text to trace")
+        if len(text) > self.max_chars:
+            raise RequestError(f"'text' has {len(text)} characters; the limit is "
+                               f"{self.max_chars} (start the server with --max-chars to change "
+                               "it)", status=413)
+        return text
+
+    def check_layer(self, layer) -> int:
+        layers = self.layers
+        if isinstance(layer, bool) or not isinstance(layer, int):
+            raise RequestError(f"'layer' must be an integer from 0 to {layers - 1}")
+        if not 0 <= layer < layers:
+            raise RequestError(f"layer {layer} does not exist: the model has {layers} "
+                               f"layer(s), 0 to {layers - 1}")
+        return layer
+
+    def check_unit(self, unit) -> int:
+        hidden = self.hidden
+        if isinstance(unit, bool) or not isinstance(unit, int) or not 0 <= unit < hidden:
+            raise RequestError(f"'unit' must be an integer from 0 to {hidden - 1}")
+        return unit
+
+
+class ExploreRun(ExploreBase):
     """A loaded language-model run and a small cache of analysed texts."""
+
+    kind = "language_model"
 
     def __init__(self, path: Path, model, tokenizer, config, *, max_chars: int = 5000) -> None:
         self.path = Path(path)
@@ -104,6 +161,7 @@ class ExploreRun:
         self.tokenizer = tokenizer
         self.config = config
         self.max_chars = max_chars
+        self.layers, self.hidden = config.model.layers, config.model.hidden
         self.layer = text_diagnostics.recurrent_layer(model)
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, Analysis] = OrderedDict()
@@ -119,13 +177,12 @@ class ExploreRun:
 
     # -- the run ---------------------------------------------------------------------------
     def gate_names(self) -> list[str]:
-        names = {"lstm": ["input", "forget", "cell", "output"], "gru": ["reset", "update", "new"]}
-        return names.get(self.config.model.cell, [])
+        return GATE_NAMES[self.config.model.cell]
 
     def summary(self) -> dict:
         model = self.config.model
         return {
-            "name": self.name, "kind": "language_model", "cell": model.cell,
+            "name": self.name, "kind": self.kind, "cell": model.cell,
             "layers": model.layers, "hidden": model.hidden, "directions": 1,
             "level": self.tokenizer.level, "vocab_size": self.tokenizer.vocab_size,
             "gates": self.gate_names(), "has_cell": model.cell == "lstm",
@@ -136,33 +193,6 @@ class ExploreRun:
         """The last tenth of the run's corpus (where its validation text is), if it is here."""
         path = getattr(self.config.data, "path", "") or ""
         return text_diagnostics.corpus_passage(Path(path), chars) if path else ""
-
-    # -- checks ----------------------------------------------------------------------------
-    def check_text(self, text) -> str:
-        if not isinstance(text, str):
-            raise RequestError("'text' must be a string")
-        if not text:
-            raise RequestError("'text' is empty: type some text to trace")
-        if len(text) > self.max_chars:
-            raise RequestError(f"'text' has {len(text)} characters; the limit is "
-                               f"{self.max_chars} (start the server with --max-chars to change "
-                               "it)", status=413)
-        return text
-
-    def check_layer(self, layer) -> int:
-        layers = self.config.model.layers
-        if isinstance(layer, bool) or not isinstance(layer, int):
-            raise RequestError(f"'layer' must be an integer from 0 to {layers - 1}")
-        if not 0 <= layer < layers:
-            raise RequestError(f"layer {layer} does not exist: the model has {layers} "
-                               f"layer(s), 0 to {layers - 1}")
-        return layer
-
-    def check_unit(self, unit) -> int:
-        hidden = self.config.model.hidden
-        if isinstance(unit, bool) or not isinstance(unit, int) or not 0 <= unit < hidden:
-            raise RequestError(f"'unit' must be an integer from 0 to {hidden - 1}")
-        return unit
 
     def encode(self, text: str) -> list[int]:
         try:
@@ -361,15 +391,8 @@ class ExploreRun:
         """Training curves, gate saturation per layer and gradient flow over the validation
         passage (or a stretch of the model's own sample when the corpus is not here)."""
         from rnnkit.diagnostics.run_report import passage_gradient_flow
-        from rnnkit.train.metrics import read_metrics
 
-        records = read_metrics(self.path) if self.path.is_dir() else []
-        curves = {
-            "train": [[r["step"], r["loss"]] for r in records
-                      if r.get("kind") == "train" and "loss" in r],
-            "validation": [[r["step"], r["val_loss"]] for r in records
-                           if r.get("kind") == "eval" and "val_loss" in r],
-        }
+        curves = training_curves(self.path)
         passage = self.validation_text(400)
         source = "the run's validation text"
         if not passage:

@@ -11,6 +11,9 @@ Routes (JSON in and out; every error is a 4xx with one line ``{"error": "..."}``
                                 connectivity
     POST /api/units/hypothesis  {"text", "pattern", "layer", "quantity"} -> ranked units
     POST /api/units/match       {"text", "start", "end", "threshold", ...} -> units, spans
+    POST /api/classify          {"text"} -> class probabilities, each token's contribution
+    POST /api/forecast          {"origin", "layer"} -> history, forecast band, actual, gates
+    (a forecaster's /api/trace takes {"origin", "layer"}: the encoder over that window)
     GET  /api/sample?prime=&length=&temperature=&top_k=&top_p=&layer=&seed=   server-sent events
     GET  /api/health            curves, saturation, gradient flow
 
@@ -26,6 +29,7 @@ import time
 from importlib import resources
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -33,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from rnnkit.explore.analysis import ExploreRun, RequestError
+from rnnkit.explore.analysis import ExploreBase, RequestError
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +72,7 @@ def _asset(name: str) -> bytes:
     return resources.files("rnnkit.explore").joinpath("static", name).read_bytes()
 
 
-def create_app(runs: list[ExploreRun], allowed_hosts: list[str] | None = None) -> Starlette:
+def create_app(runs: list[ExploreBase], allowed_hosts: list[str] | None = None) -> Starlette:
     """The application. ``allowed_hosts`` (the CLI passes the loopback names when bound to
     127.0.0.1) refuses requests for other Host headers, which stops DNS rebinding."""
     if not 1 <= len(runs) <= 2:
@@ -76,7 +80,7 @@ def create_app(runs: list[ExploreRun], allowed_hosts: list[str] | None = None) -
     page = _asset("index.html")
     assets = {name: _asset(name) for name in ASSETS}
 
-    def chosen_run(request: Request) -> ExploreRun:
+    def chosen_run(request: Request) -> ExploreBase:
         value = request.query_params.get("run", "0")
         if value not in [str(index) for index in range(len(runs))]:
             raise RequestError(f"'run' must be one of 0 to {len(runs) - 1}, got {value!r}")
@@ -121,43 +125,53 @@ def create_app(runs: list[ExploreRun], allowed_hosts: list[str] | None = None) -
         run = chosen_run(request)
         return ok({**run.summary(), "runs": [other.name for other in runs]})
 
-    def post(method):
+    def post(name: str, call):
+        """A POST endpoint that calls ``call(run, body)``; only for runs that have ``name``."""
         @handled
         async def endpoint(request: Request):
             run = chosen_run(request)
+            if not hasattr(run, name):
+                raise RequestError(f"{request.url.path} is not for a {run.kind} "
+                                   "run")
             data = await body(request)
             started = time.perf_counter()
-            from starlette.concurrency import run_in_threadpool
-
-            result = await run_in_threadpool(method, run, data)
+            result = await run_in_threadpool(call, run, data)
             return ok(result, started)
         return endpoint
 
     def layer_of(data):
         return data.get("layer", 0)
 
-    trace = post(lambda run, data: run.trace(data.get("text"), layer_of(data)))
-    colour = post(lambda run, data: run.colour(
+    def trace_call(run, data):
+        if getattr(run, "kind", "") == "forecaster":
+            return run.trace(data.get("origin"), layer_of(data))
+        return run.trace(data.get("text"), layer_of(data))
+
+    trace = post("trace", trace_call)
+    colour = post("colour", lambda run, data: run.colour(
         data.get("text"), str(data.get("quantity", "surprise")), layer_of(data),
         data.get("unit", 0)))
-    token = post(lambda run, data: run.token(data.get("text"), layer_of(data),
-                                             data.get("position")))
-    hypothesis = post(lambda run, data: run.hypothesis(
+    token = post("token", lambda run, data: run.token(data.get("text"), layer_of(data),
+                                                      data.get("position")))
+    hypothesis = post("hypothesis", lambda run, data: run.hypothesis(
         data.get("text"), data.get("pattern"), layer_of(data),
         str(data.get("quantity", "activation"))))
-    match = post(lambda run, data: run.match(
+    match = post("match", lambda run, data: run.match(
         data.get("text"), data.get("start"), data.get("end"), data.get("threshold", 0.5),
         layer_of(data), str(data.get("quantity", "activation")), data.get("against") or ""))
+    classify = post("classify", lambda run, data: run.classify(data.get("text")))
+    forecast = post("forecast", lambda run, data: run.forecast(data.get("origin"),
+                                                               layer_of(data)))
 
     @handled
     async def validation(request: Request):
         run = chosen_run(request)
+        if not hasattr(run, "validation_text"):
+            raise RequestError("/api/validation is for language-model runs")
         return ok({"text": run.validation_text(min(2000, run.max_chars))})
 
     @handled
     async def health(request: Request):
-        from starlette.concurrency import run_in_threadpool
-
         run = chosen_run(request)
         return ok(await run_in_threadpool(run.health))
 
@@ -176,6 +190,8 @@ def create_app(runs: list[ExploreRun], allowed_hosts: list[str] | None = None) -
     @handled
     async def sample(request: Request):
         run = chosen_run(request)
+        if not hasattr(run, "sample"):
+            raise RequestError("/api/sample is for language-model runs")
         params = request.query_params
         length = number(params, "length", int, 200, 1, MAX_SAMPLE)
         temperature = number(params, "temperature", float, 1.0, 0.01, 10.0)
@@ -215,6 +231,8 @@ def create_app(runs: list[ExploreRun], allowed_hosts: list[str] | None = None) -
         Route("/api/token", token, methods=["POST"]),
         Route("/api/units/hypothesis", hypothesis, methods=["POST"]),
         Route("/api/units/match", match, methods=["POST"]),
+        Route("/api/classify", classify, methods=["POST"]),
+        Route("/api/forecast", forecast, methods=["POST"]),
         Route("/api/validation", validation),
         Route("/api/sample", sample),
         Route("/api/health", health),
