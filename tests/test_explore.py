@@ -292,3 +292,82 @@ def test_command_serves_on_loopback_and_warns_for_other_hosts(explore_run):
     process.terminate()
     process.wait(timeout=30)
     assert "rnnkit: warning: --host 0.0.0.0" in process.stderr.read()
+
+
+@pytest.fixture(scope="module")
+def supervised(explore_supervised_runs):
+    from rnnkit.commands.explore import load_runs
+
+    runs = load_runs([explore_supervised_runs["classifier"],
+                      explore_supervised_runs["forecaster"]], 300)
+    return TestClient(create_app(runs))
+
+
+def test_classifier_probabilities_and_contributions(supervised, explore_supervised_runs):
+    from rnnkit.classify.run import load_classifier
+
+    run = load_classifier(explore_supervised_runs["classifier"])
+    text = "good fine bad 3"
+    data = supervised.post("/api/classify?run=0", json={"text": text}).json()
+    ids = run.encoder.encode(text)
+    logits = run.model(torch.tensor([ids]), torch.tensor([len(ids)]))[0]
+    np.testing.assert_allclose(data["probabilities"], logits.softmax(-1).detach().numpy(),
+                               rtol=1e-5)
+    predicted = int(logits.argmax())
+    assert data["predicted"] == run.classes[predicted] and data["classes"] == run.classes
+    assert data["tokens"] == [run.encoder.tokens()[i] for i in ids]
+    # oracle: the model's own forward with the embedding's output swapped for a leaf
+    embedded = run.model.embedding(torch.tensor([ids])).detach().requires_grad_(True)
+    handle = run.model.embedding.register_forward_hook(lambda m, i, out: embedded)
+    try:
+        logit = run.model(torch.tensor([ids]), torch.tensor([len(ids)]))[0, predicted]
+        (grad,) = torch.autograd.grad(logit, embedded)
+    finally:
+        handle.remove()
+    expected = (grad[0] * embedded[0].detach()).sum(dim=-1)
+    np.testing.assert_allclose(data["contributions"], expected.numpy(), rtol=1e-4, atol=1e-7)
+    trace = supervised.post("/api/trace?run=0", json={"text": text, "layer": 0}).json()
+    with torch.no_grad():
+        _, _, internals = run.model.rnn(run.model.embedding(torch.tensor([ids])),
+                                        return_internals=True)
+    assert trace["hidden"] == internals[0][0].hidden[0].tolist()
+
+
+def test_forecaster_band_actual_and_gates(supervised, explore_supervised_runs):
+    from rnnkit.forecast.evaluate import model_forecast
+    from rnnkit.forecast.run import ForecastData, load_forecast
+
+    run = load_forecast(explore_supervised_runs["forecaster"])
+    data = ForecastData(run.config, scaler=run.scaler)
+    info = supervised.get("/api/run?run=1").json()
+    assert info["kind"] == "forecaster" and info["quantiles"] == [0.1, 0.5, 0.9]
+    origin = info["origins"]["test"][0]
+    answer = supervised.post("/api/forecast?run=1", json={"origin": origin, "layer": 0}).json()
+    band = run.scaler.inverse_target(model_forecast(run, data.scaled, [origin])[0])  # (H, Q)
+    np.testing.assert_allclose(answer["point"], band[:, 1], rtol=1e-5)
+    np.testing.assert_allclose(answer["quantiles"]["0.9"], band[:, 2], rtol=1e-5)
+    target = data.series.target
+    assert answer["actual"] == target[origin:origin + 3].tolist()
+    assert answer["history"] == target[origin - 6:origin].tolist()
+    assert set(answer["gates"]) == {"input", "forget", "cell", "output"}
+    assert len(answer["gates"]["forget"]) == 6
+    trace = supervised.post("/api/trace?run=1", json={"origin": origin, "layer": 0}).json()
+    np.testing.assert_allclose(np.mean(trace["gates"]["forget"], axis=1),
+                               answer["gates"]["forget"], rtol=1e-6)
+    for bad in (5, 10_000, "7"):
+        assert "'origin'" in assert_one_line_error(
+            supervised.post("/api/forecast?run=1", json={"origin": bad}), 400)
+
+
+def test_views_of_one_kind_refuse_the_other(supervised, explore_supervised_runs):
+    assert "language_model" not in assert_one_line_error(
+        supervised.post("/api/colour?run=0", json={"text": "good"}), 400)
+    assert "forecaster" in assert_one_line_error(
+        supervised.post("/api/classify?run=1", json={"text": "good"}), 400)
+    assert_one_line_error(supervised.get("/api/sample?run=0"), 400)
+    for index, kind in enumerate(("classifier", "forecaster")):
+        records = read_metrics(explore_supervised_runs[kind])
+        curves = supervised.get(f"/api/health?run={index}").json()["curves"]
+        assert curves["validation"] == [[r["step"], r["val_loss"]] for r in records
+                                        if r.get("kind") == "eval"]
+        assert curves["validation"]

@@ -39,8 +39,8 @@ def app(explore_run):
     return create_app([ExploreRun.load(explore_run, max_chars=2000)])
 
 
-@pytest.fixture(scope="module")
-def server(app):
+def serve(app):
+    """Serve ``app`` with uvicorn on a free port in a thread; yield its URL, then stop it."""
     config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -52,6 +52,11 @@ def server(app):
     yield f"http://127.0.0.1:{config.port}/"
     server.should_exit = True
     thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(app):
+    yield from serve(app)
 
 
 @pytest.fixture(scope="module")
@@ -188,3 +193,39 @@ def test_units_and_health_views(page, artifacts):
     page.wait_for_function("() => document.querySelectorAll('#health circle').length > 0")
     assert page.locator("#health polyline").count() >= 3  # train, validation, gradient flow
     page.screenshot(path=str(artifacts / "health.png"), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def supervised_server(explore_supervised_runs):
+    from rnnkit.commands.explore import load_runs
+
+    runs = load_runs([explore_supervised_runs["classifier"],
+                      explore_supervised_runs["forecaster"]], 300)
+    yield from serve(create_app(runs))
+
+
+def test_classifier_and_forecaster_views(browser, supervised_server, artifacts):
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    problems = []
+    page.on("console", lambda message: message.type == "error" and problems.append(message.text))
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(supervised_server)
+    page.wait_for_selector("body[data-ready=true]")
+    assert page.is_visible("#view-classify") and not page.is_visible("button[data-view=text]")
+    text = "good fine <b>bad</b>"
+    page.fill("#classify-input", text)
+    page.click("#classify-go")
+    page.wait_for_selector("#classify-table")
+    assert page.locator("#classify-table tr").count() == 3  # header, neg, pos
+    shown = page.locator("#classify-tokens .tok").all_text_contents()  # one per character
+    assert len(shown) == len(text) and "".join(shown[:9]) == "good fine" and "<unk>" in shown
+    assert page.locator("#classify-tokens b").count() == 0
+    page.screenshot(path=str(artifacts / "classify.png"), full_page=True)
+    page.select_option("#run-select", "1")
+    page.wait_for_selector("#view-forecast:not([hidden])")
+    page.click("#forecast-go")
+    page.wait_for_selector("#forecast-gates svg polyline")
+    assert page.locator("#forecast-chart polyline").count() == 5  # history, actual, 3 bands
+    page.screenshot(path=str(artifacts / "forecast.png"), full_page=True)
+    page.close()
+    assert problems == []

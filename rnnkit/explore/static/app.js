@@ -90,6 +90,22 @@ async function loadRun() {
     fillSelect($("run-select"), info.runs.map((name, i) => [i, `${i}: ${name}`]), false);
     $("run-select").value = state.run;
   }
+  const language = info.kind === "language_model";
+  for (const tab of document.querySelectorAll(".tab")) {
+    const view = tab.dataset.view;
+    tab.hidden = view === "health" ? false : view === "classify" ? info.kind !== "classifier"
+      : view === "forecast" ? info.kind !== "forecaster" : !language;
+  }
+  if (!language && info.kind === "classifier") $("run-summary").textContent =
+    `Classifier: ${info.cell.toUpperCase()}, ${info.layers} layer(s) of ${info.hidden} units` +
+    `${info.directions > 1 ? ", bidirectional" : ""}; classes ${info.classes.join(", ")}.`;
+  if (info.kind === "forecaster") {
+    $("run-summary").textContent = `Forecaster of ${info.target}: ${info.cell.toUpperCase()}, ` +
+      `${info.layers} layer(s) of ${info.hidden} units, lookback ${info.lookback}, horizon ` +
+      `${info.horizon}${info.quantiles.length ? `, quantiles ${info.quantiles.join(", ")}` : ""}.`;
+    const test = info.origins && (info.origins.test || info.origins.val);
+    if (test && !$("origin").value) $("origin").value = test[0];
+  }
   const layers = [...Array(info.layers).keys()].map((i) => [i, i]);
   for (const select of document.querySelectorAll(".layer-select")) fillSelect(select, layers, true);
   const states = info.has_cell ? [["activation", "tanh(c_t)"], ["cell", "c_t"], ["hidden", "h_t"]]
@@ -384,11 +400,11 @@ function lineChart(title, series, xLabel, yLabel, logY) {
   chart.appendChild(svg("text", { x: 2, y: 30 }, (logY ? 10 ** y1 : y1).toPrecision(3)));
   chart.appendChild(svg("text", { x: 2, y: height - bottom }, (logY ? 10 ** y0 : y0).toPrecision(3)));
   chart.appendChild(svg("text", { x: 2, y: height + 12 }, yLabel));
-  const colours = ["#c33", "#36c", "#393", "#c80"];
+  const colours = ["#c33", "#36c", "#393", "#c80", "#888", "#888"];
   series.forEach((s, k) => {
-    chart.appendChild(svg("polyline", { fill: "none", stroke: colours[k % 4], "stroke-width": 1.5,
+    chart.appendChild(svg("polyline", { fill: "none", stroke: colours[k % 6], "stroke-width": 1.5,
       points: s.points.map((p) => `${sx(p[0]).toFixed(1)},${sy(logY ? Math.log10(Math.max(p[1], 1e-30)) : p[1]).toFixed(1)}`).join(" ") }));
-    chart.appendChild(svg("text", { x: width - 120, y: 30 + 13 * k, fill: colours[k % 4] },
+    chart.appendChild(svg("text", { x: width - 120, y: 30 + 13 * k, fill: colours[k % 6] },
       s.label));
   });
   return chart;
@@ -433,7 +449,7 @@ async function loadHealth() {
       column.appendChild(el("p", `decay per step: h ${flow.hidden_decay.toFixed(4)}` +
         (flow.cell_decay !== null ? `, c ${flow.cell_decay.toFixed(4)}` : ""), "note"));
     }
-    column.appendChild(el("p", `Gate saturation over ${data.source}:`, "note"));
+    if (data.saturation.length) column.appendChild(el("p", `Gate saturation over ${data.source}:`, "note"));
     data.saturation.forEach((layer, k) => {
       column.appendChild(el("h3", `layer ${k}`));
       for (const [gate, stats] of Object.entries(layer)) column.appendChild(saturationChart(gate, stats));
@@ -441,6 +457,52 @@ async function loadHealth() {
     columns.push(column);
   }
   box.replaceChildren(...columns);
+}
+
+// -- Classify view (classifier runs) ----------------------------------------------------------
+async function classify() {
+  try {
+    const data = await api("/api/classify", { text: $("classify-input").value });
+    const rows = data.classes.map((name, i) => [{ text: name },
+      { text: data.probabilities[i].toFixed(4), data: { value: data.probabilities[i] } }]);
+    const table = valueTable(rows, ["class", "probability"]);
+    table.id = "classify-table";
+    $("classify-probabilities").replaceChildren(el("p", `predicted: ${data.predicted}`), table);
+    const most = Math.max(1e-12, ...data.contributions.map(Math.abs));
+    renderTokens($("classify-tokens"), data.tokens, data.contributions.map((v) => v / most),
+      "signed");
+    $("classify-tokens").querySelectorAll(".tok").forEach((span, i) => {
+      span.title = `contribution ${data.contributions[i].toFixed(4)}`;
+    });
+    showError("");
+  } catch (problem) { showError(problem.message); }
+}
+
+// -- Forecast view (forecaster runs) ----------------------------------------------------------
+async function forecast() {
+  try {
+    const data = await api("/api/forecast", { origin: +$("origin").value,
+      layer: +$("forecast-layer").value });
+    const start = data.origin - data.history.length;
+    const series = [
+      { label: "history", points: data.history.map((v, i) => [start + i, v]) },
+      { label: "actual", points: data.actual.map((v, i) => [data.origin + i, v]) },
+      { label: "forecast", points: data.point.map((v, i) => [data.origin + i, v]) }];
+    const names = Object.keys(data.quantiles);
+    if (names.length > 1) {
+      series.push({ label: `q${names[0]}`, points: data.quantiles[names[0]].map((v, i) => [data.origin + i, v]) });
+      series.push({ label: `q${names[names.length - 1]}`,
+        points: data.quantiles[names[names.length - 1]].map((v, i) => [data.origin + i, v]) });
+    }
+    $("forecast-chart").replaceChildren(lineChart(`forecast from step ${data.origin}`, series,
+      "step", state.info.target, false));
+    const gates = Object.entries(data.gates).map(([name, values]) => ({ label: `${name} (mean)`,
+      points: values.map((v, i) => [start + i, v]) }));
+    $("forecast-gates").replaceChildren(lineChart("encoder gates over the lookback window", gates,
+      "step", "gate value", false));
+    $("forecast-note").textContent = `${data.actual.length} actual value(s) after the origin`;
+    showError("");
+  } catch (problem) { showError(problem.message); }
 }
 
 // -- start ----------------------------------------------------------------------------------
@@ -465,14 +527,22 @@ async function start() {
   $("run-select").addEventListener("change", async () => {
     state.run = +$("run-select").value;
     await loadRun();
-    colourText();
+    const current = document.querySelector(".tab[aria-pressed=true]");
+    if (current.hidden) showView(document.querySelector(".tab:not([hidden])").dataset.view);
+    else if (current.dataset.view === "health") showView("health");
+    if (state.info.kind === "language_model") colourText();
   });
   setupText();
   setupUnits();
   $("sample-start").addEventListener("click", startSample);
+  $("classify-go").addEventListener("click", classify);
+  $("forecast-go").addEventListener("click", forecast);
   $("sample-stop").addEventListener("click", stopSample);
   try {
     await loadRun();
+    if (state.info.kind !== "language_model") {
+      showView(state.info.kind === "classifier" ? "classify" : "forecast");
+    }
     document.body.dataset.ready = "true";
   } catch (problem) { showError(problem.message); }
 }
