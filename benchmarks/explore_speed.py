@@ -16,6 +16,7 @@ over the whole text) and ``/api/trace`` (one layer's internals in full as JSON).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -49,6 +50,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
     corpus = DATA.read_text(encoding="utf-8")
     tokenizer = CharTokenizer.train([corpus])
     config = RunConfig(data=DataConfig(path=str(DATA)), model=ModelConfig(
@@ -88,7 +90,10 @@ def main(argv=None) -> int:
         "chars": args.chars, "threads": args.threads, "repeats": args.repeats,
         "model": config.model.to_dict(), "backend": run.layer.backend,
         "fused_loaded": run.layer.backend != "reference" and _fused_loaded(),
-        "timings": summary})
+        "timings": summary,
+        # other processes on the machine while it ran (1, 5 and 15 minute load averages)
+        "load_average_before": [round(value, 2) for value in load_before],
+        "load_average_after": [round(value, 2) for value in os.getloadavg()]})
     print(f"wrote {path}")
     return 0
 
