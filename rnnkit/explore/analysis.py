@@ -252,8 +252,9 @@ class ExploreRun(ExploreBase):
             log_probs = log_probs[positions]
         values, indices = log_probs.topk(min(k, log_probs.shape[-1]), dim=-1)
         pieces = self._pieces
-        return [[[pieces[token], probability] for token, probability in zip(row, chances)]
-                for row, chances in zip(indices.tolist(), values.exp().tolist())]
+        chances = values.exp().round(decimals=6)  # shown to 3 decimals; shorter JSON
+        return [[[pieces[token], probability] for token, probability in zip(row, row_chances)]
+                for row, row_chances in zip(indices.tolist(), chances.tolist())]
 
     def colour(self, text: str, quantity: str, layer: int, unit: int) -> dict:
         """What the Text view paints: one value per token, the surprise, the top-k next."""
