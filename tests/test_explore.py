@@ -371,3 +371,21 @@ def test_views_of_one_kind_refuse_the_other(supervised, explore_supervised_runs)
         assert curves["validation"] == [[r["step"], r["val_loss"]] for r in records
                                         if r.get("kind") == "eval"]
         assert curves["validation"]
+
+
+def test_word_level_tokens_and_hypothesis(tmp_path):
+    corpus = tmp_path / "words.txt"
+    corpus.write_text("the cat sat on the mat\nthe dog ran to the cat\n" * 20, encoding="utf-8")
+    assert main(["train", str(corpus), "--level", "word", "--out", str(tmp_path / "run"),
+                 "--layers", "1", "--hidden", "8", "--embedding", "4", "--batch-size", "2",
+                 "--seq-len", "8", "--max-steps", "2", "--no-progress", "--threads", "1"]) == 0
+    client = TestClient(create_app([ExploreRun.load(tmp_path / "run")]))
+    text = "the cat sat\non the mat"
+    data = client.post("/api/colour", json={"text": text, "quantity": "surprise"}).json()
+    assert data["tokens"] == ["the", "cat", "sat", "\n", "on", "the", "mat"]
+    # "cat" and "mat": the units are ranked against the tokens the pattern falls in
+    ranked = client.post("/api/units/hypothesis", json={"text": text, "pattern": "[cm]at",
+                                                        "quantity": "hidden"}).json()
+    assert ranked["feature"] == [0, 1, 0, 0, 0, 0, 1]
+    sample = events(client.get("/api/sample?prime=the&length=5&seed=0").text)
+    assert all(item["token"] == "\n" or item["token"].startswith(" ") for item in sample)
