@@ -74,17 +74,15 @@ class Analysis:
                            " (or 'surprise')")
 
 
-def token_pieces(tokenizer, ids: list[int]) -> tuple[list[str], list[tuple[int, int]], str]:
-    """Each token as text, its span in the joined text, and the joined text."""
+def token_pieces(vocab_pieces: list[str], ids: list[int], word_level: bool
+                 ) -> tuple[list[str], list[tuple[int, int]], str]:
+    """Each token as text (``vocab_pieces[id]``), its span in the joined text, and the joined
+    text (word level: a space between words, none around a line break)."""
     pieces, spans, position = [], [], 0
-    word_level = tokenizer.level == "word"
     for index, token in enumerate(ids):
-        piece = tokenizer.decode([token])
-        if word_level:
-            if tokenizer.vocab[token] == END_OF_LINE:
-                piece = "\n"
-            elif index > 0 and pieces[-1] != "\n":
-                position += 1  # the space before a word
+        piece = vocab_pieces[token]
+        if word_level and piece != "\n" and index > 0 and pieces[-1] != "\n":
+            position += 1  # the space before a word
         pieces.append(piece)
         spans.append((position, position + len(piece)))
         position += len(piece)
@@ -215,8 +213,11 @@ class ExploreRun(ExploreBase):
             with torch.no_grad():
                 logits, _, internals = self.model(torch.tensor(ids).unsqueeze(1),
                                                   return_internals=True)
-            rows = lambda tensor: tensor[:, 0].numpy()  # noqa: E731  (L, 1, H) -> (L, H)
-            pieces, spans, display = token_pieces(self.tokenizer, ids)
+            def rows(tensor):
+                return rows_of(tensor, batch_first=False)
+
+            pieces, spans, display = token_pieces(self._pieces, ids,
+                                                  self.tokenizer.level == "word")
             analysis = Analysis(
                 ids=ids, tokens=pieces, spans=spans, display=display,
                 gates=[{name: rows(value) for name, value in layer[0].gates.items()}
