@@ -288,8 +288,14 @@ async function matchSelection() {
     const box = $("matched");
     box.replaceChildren(el("p", `${data.units.length} unit(s) on over ` +
       `${JSON.stringify(data.selected)}: ${data.units.join(", ") || "none"}`));
+    const spans = $("units-tokens").querySelectorAll(".tok");
+    spans.forEach((span) => { span.style.background = ""; });
+    for (const s of data.spans) {
+      for (let i = s.start; i < s.end && i < spans.length; i++) spans[i].style.background = "#cdeccd";
+    }
+    const short = (text) => (text.length > 80 ? `${text.slice(0, 77)}...` : text);
     if (data.spans.length) {
-      box.appendChild(valueTable(data.spans.map((s) => [{ text: JSON.stringify(s.text) },
+      box.appendChild(valueTable(data.spans.map((s) => [{ text: short(JSON.stringify(s.text)) },
         { text: s.start }, { text: s.end - s.start }]), ["span where all are on", "token", "length"]));
     }
     showError("");
