@@ -184,6 +184,15 @@ def test_health_curves_come_from_metrics(client, explore_run):
                                             if r.get("kind") == "eval"]
     assert len(data["saturation"]) == 2 and set(data["saturation"][0]) == {"input", "forget",
                                                                            "output"}
+    passage = ExploreRun.load(explore_run).validation_text(400)
+    model, tokenizer, _ = load_run(explore_run)
+    with torch.no_grad():
+        _, _, internals = model(torch.tensor(tokenizer.encode(passage)).unsqueeze(1),
+                                return_internals=True)
+    forget = internals[1][0].gates["forget"].numpy()
+    counts, _ = np.histogram(forget, bins=20, range=(0, 1))
+    assert data["histograms"][1]["forget"] == counts.tolist()
+    assert data["saturation"][1]["forget"]["below_0.1"] == pytest.approx((forget < 0.1).mean())
     flow = data["gradient_flow"]
     assert len(flow["hidden_norm"]) > 2 and len(flow["cell_norm"]) == len(flow["hidden_norm"])
 

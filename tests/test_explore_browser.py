@@ -192,6 +192,7 @@ def test_units_and_health_views(page, artifacts):
     page.wait_for_selector("#health h2")
     page.wait_for_function("() => document.querySelectorAll('#health circle').length > 0")
     assert page.locator("#health polyline").count() >= 3  # train, validation, gradient flow
+    assert page.locator("#health svg.histogram").count() == 6  # 3 gates x 2 layers
     page.screenshot(path=str(artifacts / "health.png"), full_page=True)
 
 

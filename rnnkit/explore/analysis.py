@@ -26,6 +26,7 @@ from rnnkit.errors import UserError
 from rnnkit.models.language_model import filter_logits
 
 TOP_K = 5
+HISTOGRAM_BINS = 20
 CACHE_SIZE = 4
 
 
@@ -401,13 +402,20 @@ class ExploreRun(ExploreBase):
             passage = "".join(piece["token"] for piece in
                               self.sample("\n", 400, 1.0, 0, 1.0, 0, seed=0))
             source = "a sample of the model (the corpus is not here)"
+        saturation, histograms = [], []
         with self._lock:
-            saturation = [text_diagnostics.saturation(
-                text_diagnostics.trace(self.model, self.tokenizer, passage, layer))
-                for layer in range(self.config.model.layers)]
+            for layer in range(self.config.model.layers):
+                trace = text_diagnostics.trace(self.model, self.tokenizer, passage, layer)
+                stats = text_diagnostics.saturation(trace)
+                saturation.append(stats)
+                # the distribution of each gate's values over all units and steps, 20 bins
+                histograms.append({name: np.histogram(trace.gates[name], bins=HISTOGRAM_BINS,
+                                                      range=(0.0, 1.0))[0].tolist()
+                                   for name in stats})
             flow = passage_gradient_flow(self.model, self.tokenizer, passage, self.name) \
                 if len(self.encode(passage)) > 2 else None
-        return {"curves": curves, "saturation": saturation, "source": source,
+        return {"curves": curves, "saturation": saturation, "histograms": histograms,
+                "source": source,
                 "gradient_flow": None if flow is None else finite(flow.to_dict())}
 
 

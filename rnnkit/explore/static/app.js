@@ -416,6 +416,22 @@ function lineChart(title, series, xLabel, yLabel, logY) {
   return chart;
 }
 
+function histogram(name, counts) {
+  // the values of one gate over all units and steps, in 20 bins from 0 to 1
+  const width = 170, height = 90;
+  const chart = svg("svg", { width: width + 10, height: height + 30, class: "histogram" });
+  chart.appendChild(svg("text", { x: 4, y: 11 }, `${name} gate values, 0 to 1`));
+  const most = Math.max(1, ...counts);
+  const step = width / counts.length;
+  counts.forEach((count, i) => {
+    const tall = (count / most) * height;
+    chart.appendChild(svg("rect", { x: 4 + i * step, y: 16 + height - tall, width: step - 1,
+      height: tall, fill: i < 2 || i >= counts.length - 2 ? "#c33" : "#678" }));
+  });
+  chart.appendChild(svg("text", { x: 4, y: height + 28 }, "red: below 0.1 or above 0.9"));
+  return chart;
+}
+
 function saturationChart(name, stats) {
   // Karpathy et al. 2015, fig. 3: each unit at (share of steps < 0.1, share > 0.9)
   const size = 160, pad = 20;
@@ -458,6 +474,9 @@ async function loadHealth() {
     if (data.saturation.length) column.appendChild(el("p", `Gate saturation over ${data.source}:`, "note"));
     data.saturation.forEach((layer, k) => {
       column.appendChild(el("h3", `layer ${k}`));
+      const row = el("div");
+      for (const [gate, counts] of Object.entries(data.histograms[k])) row.appendChild(histogram(gate, counts));
+      column.appendChild(row);
       for (const [gate, stats] of Object.entries(layer)) column.appendChild(saturationChart(gate, stats));
     });
     columns.push(column);
