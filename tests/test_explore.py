@@ -398,3 +398,12 @@ def test_word_level_tokens_and_hypothesis(tmp_path):
     assert ranked["feature"] == [0, 1, 0, 0, 0, 0, 1]
     sample = events(client.get("/api/sample?prime=the&length=5&seed=0").text)
     assert all(item["token"] == "\n" or item["token"].startswith(" ") for item in sample)
+
+
+def test_non_finite_numbers_become_null():
+    from rnnkit.explore.analysis import finite
+
+    # an exploding gradient overflows float32 far back in a long text (an untrained
+    # layer-norm LSTM does so on Tiny Shakespeare); JSON has no inf, the page draws null
+    assert finite({"a": [1.0, float("inf"), float("nan")], "b": (2, -float("inf"))}) == \
+        {"a": [1.0, None, None], "b": [2, None]}

@@ -291,7 +291,8 @@ class ExploreRun(ExploreBase):
                 "cell": None if cell is None else cell[position].tolist(),
                 "hidden": analysis.hidden[layer][position].tolist(),
                 "top": self.top_next(analysis, [position])[0],
-                "connectivity": self.connectivity(analysis, position)}
+                # an exploding gradient can overflow float32 far back: null there
+                "connectivity": finite(self.connectivity(analysis, position))}
 
     def connectivity(self, analysis: Analysis, position: int) -> list[float]:
         """||d log p(most likely next token) / d embedding of token s|| for s <= position."""

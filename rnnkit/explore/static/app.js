@@ -197,9 +197,11 @@ async function hoverToken(i) {
     top.id = "hover-top";
     panel.appendChild(top);
     const spans = $("tokens").querySelectorAll(".tok");
-    const most = Math.max(1e-12, ...data.connectivity);
+    // null: the gradient overflowed (an exploding one); shaded as the strongest
+    const most = Math.max(1e-12, ...data.connectivity.filter((v) => v !== null));
     spans.forEach((span, j) => {
-      const share = j <= i ? data.connectivity[j] / most : 0;
+      const value = data.connectivity[j];
+      const share = j > i ? 0 : value === null ? 1 : value / most;
       span.style.boxShadow = share > 0.02 ? `inset 0 -5px 0 rgba(0,140,0,${share.toFixed(3)})` : "";
     });
   } catch (problem) {
