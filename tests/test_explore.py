@@ -73,6 +73,9 @@ def test_trace_is_the_layers_internals_exactly(client, oracle, layer):
     assert data["cell"] == direction.cell[:, 0].tolist()
     assert data["hidden"] == direction.hidden[:, 0].tolist()
     assert len(data["hidden"]) == len(ids) and len(data["hidden"][0]) == 16
+    some = client.post("/api/trace", json={"text": TEXT, "layer": layer, "units": [7, 2]}).json()
+    assert some["gates"]["forget"] == direction.gates["forget"][:, 0, [7, 2]].tolist()
+    assert some["cell"] == direction.cell[:, 0, [7, 2]].tolist()
 
 
 def test_colour_values_surprise_and_top_k(client, oracle):
@@ -204,6 +207,8 @@ BAD_REQUESTS = [
     ("/api/trace", {"text": "Before", "layer": 2}, 400, "layer 2 does not exist"),
     ("/api/trace", {"text": "Before", "layer": "0"}, 400, "integer"),
     ("/api/trace", {"text": 5, "layer": 0}, 400, "string"),
+    ("/api/trace", {"text": "Before", "units": [16]}, 400, "'unit'"),
+    ("/api/trace", {"text": "Before", "units": "all"}, 400, "'units'"),
     ("/api/colour", {"text": "Before", "quantity": "reset"}, 400, "quantity 'reset'"),
     ("/api/token", {"text": "Before", "position": 6}, 400, "position"),
     ("/api/units/hypothesis", {"text": "Before", "pattern": "(("}, 400, "regular expression"),

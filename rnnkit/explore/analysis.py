@@ -233,15 +233,26 @@ class ExploreRun(ExploreBase):
                 self._cache.popitem(last=False)
             return analysis
 
-    def trace(self, text: str, layer: int) -> dict:
-        """The ``/api/trace`` answer: ``layer``'s forward-direction internals, exactly."""
+    def check_units(self, units) -> list[int] | slice:
+        """``None`` (every unit) or a list of unit indices."""
+        if units is None:
+            return slice(None)
+        if not isinstance(units, list) or not units:
+            raise RequestError("'units' must be a non-empty list of unit indices")
+        return [self.check_unit(unit) for unit in units]
+
+    def trace(self, text: str, layer: int, units=None) -> dict:
+        """The ``/api/trace`` answer: ``layer``'s forward-direction internals, exactly
+        (only the columns of ``units`` when given)."""
         layer = self.check_layer(layer)
+        columns = self.check_units(units)
         analysis = self.analyse(text)
         cell = analysis.cell[layer]
         return {"tokens": analysis.tokens,
-                "gates": {name: value.tolist() for name, value in analysis.gates[layer].items()},
-                "cell": None if cell is None else cell.tolist(),
-                "hidden": analysis.hidden[layer].tolist()}
+                "gates": {name: value[:, columns].tolist()
+                          for name, value in analysis.gates[layer].items()},
+                "cell": None if cell is None else cell[:, columns].tolist(),
+                "hidden": analysis.hidden[layer][:, columns].tolist()}
 
     def piece(self, token: int) -> str:
         """One token id as the page shows it (``<eos>`` as a line break)."""

@@ -4,7 +4,8 @@ Routes (JSON in and out; every error is a 4xx with one line ``{"error": "..."}``
 
     GET  /                      the page          GET /static/NAME   its script and style
     GET  /api/run               the run's config, vocabulary size, gates (?run=1: the second)
-    POST /api/trace             {"text", "layer"} -> tokens, gates, cell, hidden (exact)
+    POST /api/trace             {"text", "layer"[, "units"]} -> tokens, gates, cell, hidden
+                                (exact; only the columns of "units" when given)
     POST /api/colour            {"text", "layer", "quantity", "unit"} -> one value per token,
                                 surprise, top-k next tokens
     POST /api/token             {"text", "layer", "position"} -> that token's gates, top-k,
@@ -145,6 +146,8 @@ def create_app(runs: list[ExploreBase], allowed_hosts: list[str] | None = None) 
     def trace_call(run, data):
         if getattr(run, "kind", "") == "forecaster":
             return run.trace(data.get("origin"), layer_of(data))
+        if hasattr(run, "check_units"):
+            return run.trace(data.get("text"), layer_of(data), data.get("units"))
         return run.trace(data.get("text"), layer_of(data))
 
     trace = post("trace", trace_call)
