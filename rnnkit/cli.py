@@ -20,7 +20,7 @@ COMMAND_MODULES = (
     "rnnkit.commands.longdep", "rnnkit.commands.gradflow", "rnnkit.commands.report",
     "rnnkit.commands.train", "rnnkit.commands.sample", "rnnkit.commands.eval",
     "rnnkit.commands.bench", "rnnkit.commands.export",
-    "rnnkit.commands.forecast", "rnnkit.commands.classify",
+    "rnnkit.commands.forecast", "rnnkit.commands.classify", "rnnkit.commands.explore",
 )
 
 

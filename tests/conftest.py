@@ -82,3 +82,46 @@ def _fused_kernels_ran(request, monkeypatch):
     yield calls
     if marker.kwargs.get("calls", True):  # fused(calls=False): needs the build, runs no kernel
         assert sum(calls.values()) > 0, "a test marked fused never called a fused C++ operator"
+
+
+EXPLORE_CORPUS = ('First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\n'
+                  'Speak, speak. (He speaks.) "Quiet!" said one; <b>bold</b> = x/y \'so\'.\n')
+
+
+@pytest.fixture(scope="session")
+def explore_run(tmp_path_factory):
+    """A tiny character-level LSTM run (2 layers), trained for 20 steps by ``rnnkit train``,
+    for the ``rnnkit explore`` tests: its folder, with metrics.jsonl and a best checkpoint."""
+    from rnnkit.cli import main
+
+    root = tmp_path_factory.mktemp("explore")
+    corpus = root / "corpus.txt"
+    corpus.write_text(EXPLORE_CORPUS * 30, encoding="utf-8")
+    threads = torch.get_num_threads()
+    status = main(["train", str(corpus), "--out", str(root / "run"), "--layers", "2",
+                   "--hidden", "16", "--embedding", "8", "--batch-size", "4", "--seq-len", "16",
+                   "--eval-every", "10", "--max-steps", "20", "--no-progress", "--threads", "1"])
+    torch.set_num_threads(threads)
+    assert status == 0
+    return root / "run"
+
+
+@pytest.fixture(scope="session")
+def explore_supervised_runs(tmp_path_factory):
+    """A 2-step classifier run and a 2-step forecaster run (with quantiles), trained by the
+    CLI on the small files of tests/test_cli_errors.py: ``{"classifier": path, ...}``."""
+    from rnnkit.cli import main
+    from tests.test_cli_errors import monthly, reviews
+
+    root = tmp_path_factory.mktemp("explore-supervised")
+    (root / "m.csv").write_text(monthly(), encoding="utf-8")
+    (root / "r.tsv").write_text(reviews(), encoding="utf-8")
+    tiny = ["--max-steps", "2", "--no-progress", "--threads", "1", "--hidden", "8"]
+    threads = torch.get_num_threads()
+    assert main(["forecast", "train", str(root / "m.csv"), "--target", "value", "--horizon", "3",
+                 "--lookback", "6", "--val-size", "12", "--test-size", "12", "--quantiles",
+                 "0.1,0.5,0.9", "--out", str(root / "forecaster"), *tiny]) == 0
+    assert main(["classify", "train", str(root / "r.tsv"), "--embedding", "4", "--out",
+                 str(root / "classifier"), *tiny]) == 0
+    torch.set_num_threads(threads)
+    return {"classifier": root / "classifier", "forecaster": root / "forecaster"}

@@ -77,11 +77,9 @@ def choose_passage(args, corpus_path: str) -> str:
         raise UserError(
             f"{args.run}: the run's corpus {corpus_path or '(none recorded)'} is not here; "
             "give --text FILE or --passage TEXT")
-    text = path.read_text(encoding="utf-8", errors="replace")
-    # from the last tenth of the file, where the validation text usually is, at a line start
-    start = text.find("\n", int(len(text) * 0.9)) + 1
-    passage = text[start : start + args.chars] or text[: args.chars]
-    return passage or _empty()
+    from rnnkit.diagnostics.text import corpus_passage
+
+    return corpus_passage(path, args.chars) or _empty()
 
 
 def _empty():

@@ -136,3 +136,16 @@ def saturation(trace_: TextTrace) -> dict[str, dict]:
         stats[name] = {"below_0.1": float(low.mean()), "above_0.9": float(high.mean()),
                        "left": low.mean(axis=0).tolist(), "right": high.mean(axis=0).tolist()}
     return stats
+
+
+def corpus_passage(path, chars: int) -> str:
+    """``chars`` characters from the last tenth of a corpus file (where a run's validation
+    text usually is), from a line start; "" when the file is not there."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        return ""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    start = text.find("\n", int(len(text) * 0.9)) + 1
+    return text[start : start + chars] or text[:chars]
