@@ -88,5 +88,5 @@ def test_gru_trace_and_missing_layer(tokenizer):
     traced = text.trace(model, tokenizer, "said")
     assert traced.cell is None and set(traced.gates) == {"reset", "update", "new"}
     assert traced.activations.shape == (4, 5)
-    with pytest.raises(ValueError, match="no rnnkit RNN, GRU or LSTM"):
+    with pytest.raises(ValueError, match="holds no rnnkit recurrent layer"):
         text.recurrent_layer(nn.Linear(2, 2))
