@@ -99,6 +99,8 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(REPO))
     from results import write_results
 
+LOAD_BEFORE = round(os.getloadavg()[0], 2)
+
     work = Path(tempfile.mkdtemp(prefix="rnnkit-distributed-"))
     numbers = gradient_numbers()
     runs = {
@@ -122,7 +124,8 @@ def main(argv=None) -> int:
         "gradient": {"parameters": numbers, "bytes_per_step": gradient_bytes,
                      "ring_bytes_sent_per_rank_per_step_2_ranks": gradient_bytes,
                      "note": "a ring all-reduce sends 2(N-1)/N of the gradient per rank"},
-        "machine_note": "measured while other work shared the machine's two cores",
+        # how busy the two cores were: the 1-minute load average before and after
+        "load_average_1min": {"before": LOAD_BEFORE, "after": round(os.getloadavg()[0], 2)},
     }
     print(json.dumps(results, indent=2))
     write_results("distributed", results)
