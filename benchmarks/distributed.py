@@ -99,8 +99,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(REPO))
     from results import write_results
 
-LOAD_BEFORE = round(os.getloadavg()[0], 2)
-
+    load_before = round(os.getloadavg()[0], 2)
     work = Path(tempfile.mkdtemp(prefix="rnnkit-distributed-"))
     numbers = gradient_numbers()
     runs = {
@@ -125,7 +124,7 @@ LOAD_BEFORE = round(os.getloadavg()[0], 2)
                      "ring_bytes_sent_per_rank_per_step_2_ranks": gradient_bytes,
                      "note": "a ring all-reduce sends 2(N-1)/N of the gradient per rank"},
         # how busy the two cores were: the 1-minute load average before and after
-        "load_average_1min": {"before": LOAD_BEFORE, "after": round(os.getloadavg()[0], 2)},
+        "load_average_1min": {"before": load_before, "after": round(os.getloadavg()[0], 2)},
     }
     print(json.dumps(results, indent=2))
     write_results("distributed", results)
