@@ -38,6 +38,16 @@ class DirectionInternals:
     _recorder: GradientRecorder | None = field(default=None, repr=False)
     _layout: Callable[[Tensor], Tensor] | None = field(default=None, repr=False)
 
+    def __repr__(self) -> str:
+        def shape(tensor: Tensor | None) -> str:
+            return "None" if tensor is None else "(" + ", ".join(map(str, tensor.shape)) + ")"
+
+        gates = ", ".join(f"{name}: {shape(value)}" for name, value in self.gates.items())
+        extras = ", ".join(f"{name}: {shape(value)}" for name, value in self.extras.items()
+                           if value is not None)
+        return (f"DirectionInternals(hidden={shape(self.hidden)}, cell={shape(self.cell)}, "
+                f"gates={{{gates}}}, extras={{{extras}}})")
+
     @property
     def hidden_grad(self) -> Tensor | None:
         """dL/dh_t for every t (total, through the recurrence), once backward has run; recorded
@@ -63,6 +73,11 @@ class Internals:
     """
 
     layers: list[list[DirectionInternals]]
+
+    def __repr__(self) -> str:
+        directions = len(self.layers[0]) if self.layers else 0
+        return (f"Internals({len(self.layers)} layer(s) x {directions} direction(s); "
+                f"last={self.last!r})" if self.layers else "Internals(no layers)")
 
     def __getitem__(self, layer: int) -> list[DirectionInternals]:
         return self.layers[layer]

@@ -190,9 +190,17 @@ class _RecurrentLayer(nn.Module):
             text += ", bidirectional=True"
         if self.backend != "auto":
             text += f", backend={self.backend!r}"
+        variants = self.variants
+        if variants.zoneout_hidden or variants.zoneout_cell:  # as the constructor takes it
+            both = (variants.zoneout_hidden, variants.zoneout_cell)
+            single = variants.zoneout_cell == (variants.zoneout_hidden if self.family.has_cell
+                                               else 0.0)
+            text += f", zoneout={variants.zoneout_hidden if single else both!r}"
         for field, default in ((f, getattr(Variants(), f)) for f in Variants.__dataclass_fields__):
-            if getattr(self.variants, field) != default:
-                text += f", {field}={getattr(self.variants, field)!r}"
+            if field.startswith("zoneout_"):
+                continue
+            if getattr(variants, field) != default:
+                text += f", {field}={getattr(variants, field)!r}"
         for field in ("forget_bias", "init", "chrono_max_len"):
             if getattr(self, field) is not None:
                 text += f", {field}={getattr(self, field)!r}"
@@ -201,6 +209,21 @@ class _RecurrentLayer(nn.Module):
     @property
     def _name(self) -> str:
         return type(self).__name__
+
+    def flatten_parameters(self) -> None:
+        """Does nothing, as ``torch.nn.RNNBase.flatten_parameters`` does off cuDNN: rnnkit's
+        kernels read the parameters where they are. Kept so code written for torch.nn runs."""
+
+    @property
+    def all_weights(self) -> list[list[nn.Parameter]]:
+        """torch.nn's parameters per layer and direction, in torch's order: ``weight_ih``,
+        ``weight_hh``, ``bias_ih``, ``bias_hh`` (with bias) and ``weight_hr`` (projection)."""
+        kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+        return [
+            [getattr(self, f"{kind}_l{layer}{suffix}") for kind in kinds
+             if hasattr(self, f"{kind}_l{layer}{suffix}")]
+            for layer in range(self.num_layers) for suffix in self._suffixes()
+        ]
 
     def _weights(self, layer: int, suffix: str) -> dict[str, Tensor | None]:
         kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "ln_ih_weight",
