@@ -16,29 +16,6 @@ from rnnkit.kernels import ops
 from rnnkit.kernels.ops import RNNGrads, combined_bias, covered, held_output
 
 
-def _fake_forward(x, h0, weight_ih, weight_hh, bias, relu, mask):
-    return x.new_empty(x.shape[0] + 1, x.shape[1], h0.shape[1])
-
-
-def _fake_backward(grad_output, grad_h_n, x, weight_ih, weight_hh, hiddens, mask, relu, record,
-                   has_bias, needs):
-    steps, batch, hidden = hiddens.shape[0] - 1, hiddens.shape[1], hiddens.shape[2]
-    return (
-        hiddens.new_empty(steps, batch, x.shape[2]) if needs[0] else None,
-        hiddens.new_empty(batch, hidden),
-        hiddens.new_empty(*weight_ih.shape) if needs[1] else None,
-        hiddens.new_empty(hidden) if needs[2] else None,
-        hiddens.new_empty(hidden) if has_bias and needs[3] else None,
-        hiddens.new_empty(steps, batch, hidden) if record else None,
-    )
-
-
-def _setup(ctx, inputs, output):
-    x, _h0, weight_ih, weight_hh, bias, relu, mask = inputs
-    ctx.save_for_backward(x, weight_ih, weight_hh, output, mask)
-    ctx.has_bias, ctx.relu = bias is not None, relu
-
-
 def _call(ctx, needs, record, grad_hiddens) -> RNNGrads:
     x, weight_ih, weight_hh, hiddens, mask = ctx.saved_tensors
     grad_output, grad_h_n = ops._last_steps(grad_hiddens, mask)
@@ -48,13 +25,11 @@ def _call(ctx, needs, record, grad_hiddens) -> RNNGrads:
     ))
 
 
-def _grads(grads: RNNGrads, needs) -> tuple:
-    return (grads.grad_x, ops._gated(grads.grad_h0, needs[1]), grads.grad_weight_ih,
-            grads.grad_weight_hh, grads.grad_bias, None, None)
-
-
-ops.define("indrnn_forward", "indrnn_backward", _fake_forward, _fake_backward, _setup, _call,
-           _grads)
+# the operators take the RNN's arguments and return its buffers and gradients (u's gradient
+# has u's shape), so their fakes, saved tensors and gradient routing are the RNN's; only the
+# backward operator called differs
+ops.define("indrnn_forward", "indrnn_backward", ops._fake_rnn_forward, ops._fake_rnn_backward,
+           ops._setup_rnn, _call, ops._grads_rnn)
 
 
 def indrnn_sequence(
