@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -298,9 +299,18 @@ def test_command_serves_on_loopback_and_warns_for_other_hosts(explore_run):
         assert url.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(url + "api/run", timeout=30) as response:
             assert json.load(response)["name"] == "run"
+        # the model work runs on the command's main thread: a trace and a streamed sample
+        request = urllib.request.Request(url + "api/trace", method="POST",
+                                         data=json.dumps({"text": "to be", "layer": 0}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert json.load(response)["tokens"] == list("to be")
+        with urllib.request.urlopen(url + "api/sample?length=5&seed=1", timeout=60) as response:
+            events = response.read().decode()
+        assert events.count("data: {\"token\"") == 5 and events.endswith("data: {}\n\n")
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        process.send_signal(signal.SIGINT)  # Ctrl-C stops the server cleanly
+        assert process.wait(timeout=30) == 0
     assert "warning" not in process.stderr.read()
     process, url = serve([str(explore_run), "--host", "0.0.0.0"])
     process.terminate()

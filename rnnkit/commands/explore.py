@@ -69,9 +69,9 @@ def run(args) -> int:
     if args.max_chars < 1:
         raise UserError(f"--max-chars must be at least 1, got {args.max_chars}")
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401
 
-        from rnnkit.explore.server import create_app
+        from rnnkit.explore.server import CallingThreadExecutor, create_app, serve
     except ImportError as problem:
         raise UserError(f"explore needs starlette and uvicorn ({problem}); "
                         "pip install rnnkit again to get them") from None
@@ -80,16 +80,12 @@ def run(args) -> int:
     if not loopback:
         print(f"rnnkit: warning: --host {args.host} serves the app (and the run's model and "
               "corpus excerpts) to other machines on the network", file=sys.stderr)
-    app = create_app(runs, allowed_hosts=LOOPBACK_NAMES if loopback else None)
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
-    server = uvicorn.Server(config)
+    model_work = CallingThreadExecutor()  # the model runs on this thread, which loaded it
+    app = create_app(runs, allowed_hosts=LOOPBACK_NAMES if loopback else None,
+                     model_executor=model_work)
     shown = f"[{args.host}]" if ":" in args.host else args.host
 
-    def announce():  # once uvicorn listens: the real port (also for --port 0)
-        import time
-
-        while not server.started:
-            time.sleep(0.05)
+    def announce(server):  # once uvicorn listens: the real port (also for --port 0)
         url = f"http://{shown}:{bound_port(server, args.port)}/"
         print(f"rnnkit explore: {', '.join(str(path) for path in args.runs)} on {url} "
               "(Ctrl-C stops)", flush=True)
@@ -98,10 +94,7 @@ def run(args) -> int:
 
             webbrowser.open(url)
 
-    import threading
-
-    threading.Thread(target=announce, daemon=True).start()
-    server.run()
+    serve(app, model_work, host=args.host, port=args.port, started=announce)
     return 0
 
 

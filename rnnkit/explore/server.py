@@ -27,8 +27,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import queue
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from importlib import resources
 
 from starlette.applications import Starlette
@@ -74,23 +76,92 @@ def _asset(name: str) -> bytes:
     return resources.files("rnnkit.explore").joinpath("static", name).read_bytes()
 
 
-async def _on_model_thread(executor: ThreadPoolExecutor, call, *args):
-    """``call(*args)`` on the app's one model thread. The fused kernels run their time loops on
-    OpenMP thread teams that spin while they wait; teams of several calling threads (a thread
-    pool's workers) wait on each other: a 2,000-character forward took 410-510 ms on a second
-    thread against 60-100 ms on one (measured, 2 cores). One thread for all model work keeps
-    one team."""
-    return await asyncio.get_running_loop().run_in_executor(executor, lambda: call(*args))
+class CallingThreadExecutor(Executor):
+    """Runs the calls submitted to it on the thread that calls :meth:`work` (the main thread,
+    which loaded the model), while the server answers requests on another.
+
+    Why: the fused kernels run their time loops on an OpenMP team that meets at a barrier every
+    step. GNU OpenMP keeps a team per calling thread, and once the process holds more of its
+    threads than there are cores (a second calling thread's team on 2 cores) it stops spinning
+    at barriers and sleeps instead: a 2,000-character forward took 390-450 ms on a second
+    thread against 70-80 ms on the thread that had already used the kernels (measured, 2
+    cores). Keeping every torch call on one thread keeps one team."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._closed = False
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        if self._closed:
+            raise RuntimeError("the model thread has stopped")
+        future: Future = Future()
+        self._jobs.put((future, fn, args, kwargs))
+        return future
+
+    def work(self, until) -> None:
+        """Run submitted calls on this thread until ``until()`` is true (checked at least
+        every 0.1 s)."""
+        try:
+            while not until():
+                try:
+                    future, fn, args, kwargs = self._jobs.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if future.set_running_or_notify_cancel():
+                    try:
+                        future.set_result(fn(*args, **kwargs))
+                    except BaseException as problem:  # handed to the awaiting request
+                        future.set_exception(problem)
+        finally:
+            self._closed = True
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._closed = True
 
 
-def create_app(runs: list[ExploreBase], allowed_hosts: list[str] | None = None) -> Starlette:
+def serve(app, executor: CallingThreadExecutor, *, host: str, port: int,
+          started=None) -> None:
+    """Serve ``app`` with uvicorn on a background thread while this thread runs the model
+    work that ``executor`` receives, until the server stops (Ctrl-C stops it).
+    ``started(server)`` is called on a thread of its own once the server listens."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="rnnkit-explore-server", daemon=True)
+    thread.start()
+    if started is not None:
+        def when_listening():
+            while not server.started:
+                if not thread.is_alive():
+                    return
+                time.sleep(0.05)
+            started(server)
+        threading.Thread(target=when_listening, daemon=True).start()
+    try:
+        executor.work(until=lambda: not thread.is_alive())
+    except KeyboardInterrupt:  # Ctrl-C: stop serving, as uvicorn does on the main thread
+        pass
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def create_app(runs: list[ExploreBase], allowed_hosts: list[str] | None = None,
+               model_executor: Executor | None = None) -> Starlette:
     """The application. ``allowed_hosts`` (the CLI passes the loopback names when bound to
-    127.0.0.1) refuses requests for other Host headers, which stops DNS rebinding."""
+    127.0.0.1) refuses requests for other Host headers, which stops DNS rebinding. Every model
+    call runs on ``model_executor``'s one thread (by default a thread of its own; the CLI
+    passes a :class:`CallingThreadExecutor` so that it is the main thread, see there)."""
     if not 1 <= len(runs) <= 2:
         raise ValueError("explore serves one or two runs")
     page = _asset("index.html")
     assets = {name: _asset(name) for name in ASSETS}
-    model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rnnkit-explore-model")
+    model_thread = model_executor or ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="rnnkit-explore-model")
+
+    async def on_model_thread(call, *args):
+        return await asyncio.get_running_loop().run_in_executor(model_thread,
+                                                                lambda: call(*args))
 
     def chosen_run(request: Request) -> ExploreBase:
         value = request.query_params.get("run", "0")
@@ -147,7 +218,7 @@ def create_app(runs: list[ExploreBase], allowed_hosts: list[str] | None = None) 
                                    "run")
             data = await body(request)
             started = time.perf_counter()
-            result = await _on_model_thread(model_thread, call, run, data)
+            result = await on_model_thread(call, run, data)
             return ok(result, started)
         return endpoint
 
@@ -187,7 +258,7 @@ def create_app(runs: list[ExploreBase], allowed_hosts: list[str] | None = None) 
     @handled
     async def health(request: Request):
         run = chosen_run(request)
-        return ok(await _on_model_thread(model_thread, run.health))
+        return ok(await on_model_thread(run.health))
 
     def number(params, name, kind, default, low, high):
         raw = params.get(name)
@@ -218,9 +289,10 @@ def create_app(runs: list[ExploreBase], allowed_hosts: list[str] | None = None) 
             run.check_text(prime)
             run.encode(prime)
         tokens = run.sample(prime, length, temperature, top_k, top_p, layer, seed)
+        finished = object()
 
-        def events():
-            for item in tokens:
+        async def events():  # each token made on the model thread, sent as it comes
+            while (item := await on_model_thread(next, tokens, finished)) is not finished:
                 yield f"data: {json.dumps(item)}\n\n"
             yield "event: done\ndata: {}\n\n"
 
