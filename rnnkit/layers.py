@@ -565,7 +565,10 @@ class IndRNN(_RecurrentLayer):
     itself, so the gradient through T steps is a product of scalars ``u_n phi'``: bounded, it
     neither vanishes nor explodes. ``recurrent_max_len=T`` applies the paper's constraint for
     a relu network to keep memories T steps long: ``|u| <= 2 ** (1 / T)`` (u is clipped to it
-    in every forward, and drawn from U(0, 2 ** (1 / T)) at init; without it, from U(0, 1)).
+    in every forward) and the paper's initialisation (its authors' code): u drawn from
+    U(0, 2 ** (1 / T)), except the last layer's from U(2 ** (-1 / T), 2 ** (1 / T)) so that
+    it starts keeping what it is given for T steps, and the biases zero. Without it, u is
+    drawn from U(0, 1) and the biases as torch.nn draws them.
 
     Equivalent to ``h = cells.indrnn_cell(x_t, h, W_ih, u, b_ih, b_hh)`` for each t, per layer
     and direction. Parameters ``weight_ih_l{k}`` ``(H, H_in)``, ``weight_hh_l{k}`` ``(H,)``
@@ -600,10 +603,19 @@ class IndRNN(_RecurrentLayer):
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
+        bound = self.recurrent_max
+        last = f"weight_hh_l{self.num_layers - 1}"
         with torch.no_grad():
             for name, weight in self.named_parameters():
-                if name.startswith("weight_hh"):
-                    weight.uniform_(0.0, self.recurrent_max or 1.0)
+                if bound is None:
+                    if name.startswith("weight_hh"):
+                        weight.uniform_(0.0, 1.0)
+                elif name.startswith(last):  # the top layer keeps its memories T steps
+                    weight.uniform_(1.0 / bound, bound)
+                elif name.startswith("weight_hh"):
+                    weight.uniform_(0.0, bound)
+                elif name.startswith("bias"):
+                    weight.zero_()
 
     def _weights(self, layer: int, suffix: str) -> dict[str, Tensor | None]:
         weights = super()._weights(layer, suffix)

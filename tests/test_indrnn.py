@@ -160,6 +160,16 @@ def test_constraint_bounds_the_recurrent_weights():
     bound = 2 ** (1 / 100)
     assert layer.recurrent_max == pytest.approx(bound)
     assert 0 <= layer.weight_hh_l0.min() and layer.weight_hh_l0.max() <= bound
+    # the paper's initialisation: the top layer starts near u = 1, the biases at zero
+    deep = rnnkit.IndRNN(FEATURES, 64, num_layers=2, bidirectional=True, recurrent_max_len=100)
+    for suffix in ("", "_reverse"):
+        lower, top = getattr(deep, "weight_hh_l0" + suffix), getattr(deep, "weight_hh_l1" + suffix)
+        assert 0 <= lower.min() and lower.max() <= bound and lower.min() < 0.5
+        assert 1 / bound <= top.min() and top.max() <= bound
+    assert all(float(bias.abs().max()) == 0 for name, bias in deep.named_parameters()
+               if name.startswith("bias"))
+    plain = rnnkit.IndRNN(FEATURES, 64, num_layers=2)  # without it: U(0, 1), torch's biases
+    assert plain.weight_hh_l1.min() < 0.5 and plain.bias_ih_l0.abs().max() > 0
     with torch.no_grad():
         layer.weight_hh_l0.fill_(5.0)
     clipped = layer._weights(0, "")["weight_hh"].detach()
