@@ -53,6 +53,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--refit", action=argparse.BooleanOptionalAction, default=True,
                         help="train on 1949-1959 with the chosen settings (default)")
+    parser.add_argument("--validate", action="store_true",
+                        help="choose settings: train on 1949-1958 and score the last weights on "
+                        "1959 (the validation window); 1960 is not read")
     parser.add_argument("--out", default="runs/bench-airpassengers")
     parser.add_argument("--name", default="forecast_airpassengers", help="results file name")
     args = parser.parse_args()
@@ -63,7 +66,7 @@ def main() -> None:
         config = ForecastConfig()
         config.data.path, config.data.target = str(args.data), "#Passengers"
         config.data.val_size = config.data.test_size = 12
-        if args.refit:  # no validation part: 1959 joins the training part
+        if args.refit and not args.validate:  # no validation part: 1959 joins training
             config.data.val_size, config.data.val_fraction = 0, 0.0
         config.data.scale = args.scale
         config.model.horizon, config.model.lookback = 12, args.lookback
@@ -76,16 +79,21 @@ def main() -> None:
         config.out = f"{args.out}/seed-{seed}"
         shutil.rmtree(config.out, ignore_errors=True)  # a fresh run each time
         start_forecast(config).fit()
-        result = backtest(load_forecast(config.out, "last" if args.refit else "best"))
+        if args.validate:  # the last weights, as the refit run forecasts with
+            result = backtest(load_forecast(config.out, "last"), part="val")
+        else:
+            result = backtest(load_forecast(config.out, "last" if args.refit else "best"))
         runs.append({"seed": seed, **{method: result[method] for method in METHODS}})
         for method in METHODS:
             m = result[method]
             print(f"{seed:>6}{method:>16}{m['mae']:>10.2f}{m['rmse']:>10.2f}{m['mape']:>9.2f}"
                   f"{m['smape']:>9.2f}", flush=True)
     mapes = [run["model"]["mape"] for run in runs]
-    summary = {"model_mape_mean": float(np.mean(mapes)), "model_mape_min": min(mapes),
+    summary = {"part": "val (1959)" if args.validate else "test (1960)",
+               "model_mape_mean": float(np.mean(mapes)), "model_mape_min": min(mapes),
                "model_mape_max": max(mapes), "seeds": len(runs)}
-    print(f"model MAPE over {len(runs)} seed(s): mean {summary['model_mape_mean']:.2f} % "
+    print(f"model MAPE on {'1959 (validation)' if args.validate else '1960 (test)'} over "
+          f"{len(runs)} seed(s): mean {summary['model_mape_mean']:.2f} % "
           f"[{summary['model_mape_min']:.2f}, {summary['model_mape_max']:.2f}]")
     settings = {key: value for key, value in vars(args).items() if key not in ("data", "out")}
     print(write_results(args.name, {"settings": settings, "runs": runs, "summary": summary}))
