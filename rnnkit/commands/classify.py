@@ -12,6 +12,7 @@ import json
 import sys
 
 from rnnkit.commands import launch
+from rnnkit.commands.output import budget_text, say, settings_dump
 from rnnkit.errors import UserError
 
 # flag -> (section, key, type, help)
@@ -117,7 +118,9 @@ def run_train(args) -> int:
                             "only budgets (--max-steps, --epochs, --time-budget, --patience)")
         trainer = resume_classifier(args.resume, overrides, progress=progress)
         launch.quiet_unless_rank_zero()
-        print(f"Resuming {args.resume} at step {trainer.progress.step}")
+        say(args, f"Resuming {args.resume} at step {trainer.progress.step}; budget "
+                  f"{budget_text(trainer.train)}")
+        settings_dump(args, "rnnkit classify train", trainer.run_dir)
     else:
         if not args.data:
             raise UserError("give the data: rnnkit classify train DATA (a TSV/CSV with text "
@@ -137,17 +140,20 @@ def run_train(args) -> int:
         data = trainer.task.data
         where = (f"columns {data.train.text_col!r} (text) and {data.train.label_col!r} (label)"
                  if data.train.text_col else "one subfolder per class")
-        print(f"{config.data.path}: {len(data.train):,} training and {len(data.valid):,} "
-              f"validation texts, {where}; classes {', '.join(data.classes)}"
-              + (f"; {data.skipped_empty} empty text(s) skipped" if data.skipped_empty else ""))
+        say(args, f"{config.data.path}: {len(data.train):,} training and {len(data.valid):,} "
+                  f"validation texts, {where}; classes {', '.join(data.classes)}"
+                  + (f"; {data.skipped_empty} empty text(s) skipped" if data.skipped_empty
+                     else ""))
         parameters = sum(p.numel() for p in trainer.model.parameters())
-        print(f"{data.tokenizer.level} tokens, vocabulary {data.encoder.vocab_size:,}; "
-              f"{parameters:,} parameters; run folder {trainer.run_dir}", flush=True)
+        say(args, f"{data.tokenizer.level} tokens, vocabulary {data.encoder.vocab_size:,}; "
+                  f"{parameters:,} parameters; budget {budget_text(trainer.train)}; run folder "
+                  f"{trainer.run_dir} (-v prints every setting)")
         if vectors is not None:
-            print(f"Pretrained embeddings: {vectors.share_found():.1%} of the vocabulary "
-                  f"found in {config.data.pretrained_embeddings} ({vectors.file_tokens:,} "
-                  f"vectors of {vectors.dimension}){'; frozen' if args.freeze_embeddings else ''}",
-                  flush=True)
+            say(args, f"Pretrained embeddings: {vectors.share_found():.1%} of the vocabulary "
+                      f"found in {config.data.pretrained_embeddings} ({vectors.file_tokens:,} "
+                      f"vectors of {vectors.dimension})"
+                      f"{'; frozen' if args.freeze_embeddings else ''}")
+        settings_dump(args, "rnnkit classify train", trainer.run_dir)
     result = trainer.fit()
     metrics = result.last_metrics
     if metrics:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from rnnkit.commands import launch
+from rnnkit.commands.output import budget_text, say, settings_dump
 from rnnkit.errors import UserError
 
 # flag -> (section, key, type, help)
@@ -166,7 +167,9 @@ def run_train(args) -> int:
                             "only budgets (--max-steps, --epochs, --time-budget, --patience)")
         trainer = resume_forecast(args.resume, overrides, progress=progress)
         launch.quiet_unless_rank_zero()
-        print(f"Resuming {args.resume} at step {trainer.progress.step}")
+        say(args, f"Resuming {args.resume} at step {trainer.progress.step}; budget "
+                  f"{budget_text(trainer.train)}")
+        settings_dump(args, "rnnkit forecast train", trainer.run_dir)
     else:
         if not args.data:
             raise UserError("give the series: rnnkit forecast train DATA.csv --target COLUMN "
@@ -191,14 +194,16 @@ def run_train(args) -> int:
         split = data.split
         frequency = data.series.frequency.describe() if data.series.frequency else "equally " \
             "spaced"
-        print(f"{data.series.path}: {len(data.series):,} {frequency} points of "
-              f"{', '.join(data.series.columns)}"
-              + (f" ({data.series.filled} filled)" if data.series.filled else ""))
-        print(f"Split in time order: train {split.train_end}, validation "
-              f"{split.val_end - split.train_end}, test {split.length - split.val_end} points; "
-              f"scaling ({config.data.scale}) fitted on the training part only; "
-              f"{len(data.origins['train'])} training windows")
-        print(f"Run folder {trainer.run_dir} (config.json holds every setting)", flush=True)
+        say(args, f"{data.series.path}: {len(data.series):,} {frequency} points of "
+                  f"{', '.join(data.series.columns)}"
+                  + (f" ({data.series.filled} filled)" if data.series.filled else ""))
+        say(args, f"Split in time order: train {split.train_end}, validation "
+                  f"{split.val_end - split.train_end}, test {split.length - split.val_end} "
+                  f"points; scaling ({config.data.scale}) fitted on the training part only; "
+                  f"{len(data.origins['train'])} training windows")
+        say(args, f"Budget {budget_text(trainer.train)}; run folder {trainer.run_dir} "
+                  f"(config.json holds every setting; -v prints them)")
+        settings_dump(args, "rnnkit forecast train", trainer.run_dir)
     result = trainer.fit()
     metrics = result.last_metrics
     print(f"Stopped at step {result.steps} ({result.stopped.replace('_', ' ')}); best "

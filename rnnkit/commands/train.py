@@ -1,8 +1,8 @@
 """``rnnkit train PATH``: train a character, word or BPE language model on a text corpus.
 
 Settings come from the dataclass defaults, then ``--config run.toml``, then flags; the
-resolved configuration is printed at start (as TOML, reusable with ``--config``) and saved
-in the run folder. ``--resume RUN`` continues a run exactly; Ctrl-C saves and exits.
+resolved configuration is saved in the run folder (and printed at start with ``-v``, as TOML
+reusable with ``--config``). ``--resume RUN`` continues a run exactly; Ctrl-C saves and exits.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from rnnkit.commands import launch
+from rnnkit.commands.output import budget_text, say, settings_dump
 from rnnkit.errors import UserError
 from rnnkit.train.metrics import bits_per_token, perplexity
 from rnnkit.train.pipeline import resume_run, start_run
@@ -104,28 +105,13 @@ def overrides_from(args) -> dict:
     return {key: value for key, value in overrides.items() if value is not None}
 
 
-def to_toml(config: dict) -> str:
-    lines = []
-    for key, value in config.items():
-        if not isinstance(value, dict) and value is not None:
-            lines.append(f"{key} = {_toml_value(value)}")
-    for section, values in config.items():
-        if isinstance(values, dict):
-            lines.append(f"\n[{section}]")
-            for key, value in values.items():
-                if value is None:
-                    lines.append(f"# {key} not set")
-                else:
-                    lines.append(f"{key} = {_toml_value(value)}")
-    return "\n".join(lines)
-
-
-def _toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return repr(value)
+def summary_line(config) -> str:
+    """One line on what a run trains: model, data level, batch, optimiser, budget, folder."""
+    model, train = config.model, config.train
+    return (f"rnnkit train: {model.cell} {model.layers}x{model.hidden} on {config.data.level} "
+            f"tokens; batch {train.batch_size} x {train.seq_len} steps, {train.optimizer} lr "
+            f"{train.lr:g}; budget {budget_text(train)}; every setting in "
+            f"{config.out}/config.json (-v prints them)")
 
 
 def run(args) -> int:
@@ -146,7 +132,9 @@ def run(args) -> int:
             raise UserError("--resume continues the run in its own folder; drop --out")
         trainer = resume_run(args.resume, overrides, progress=progress)
         launch.quiet_unless_rank_zero()
-        print(f"Resuming {args.resume} at step {trainer.progress.step}")
+        say(args, f"Resuming {args.resume} at step {trainer.progress.step}; budget "
+                  f"{budget_text(trainer.config.train)}")
+        settings_dump(args, "rnnkit train", trainer.run_dir)
     else:
         if not args.path and not args.config:
             raise UserError("give the corpus: rnnkit train PATH (a text file or folder)")
@@ -155,13 +143,13 @@ def run(args) -> int:
             raise UserError("give the corpus: rnnkit train PATH, or [data] path in --config")
         trainer = start_run(config, progress=progress)
         launch.quiet_unless_rank_zero()
-        print(f"# rnnkit train: resolved configuration (saved in {trainer.run_dir}/config.json)")
-        print(to_toml(trainer.config.to_dict()), flush=True)
+        say(args, summary_line(trainer.config))
+        settings_dump(args, "rnnkit train", trainer.run_dir)
     data, model = trainer.data, trainer.model
     parameters = sum(p.numel() for p in model.parameters())
-    print(f"{len(data.train):,} training and {len(data.valid):,} validation tokens, vocabulary "
-          f"{data.tokenizer.vocab_size}{' (token cache reused)' if data.cache_hit else ''}; "
-          f"{parameters:,} parameters", flush=True)
+    say(args, f"{len(data.train):,} training and {len(data.valid):,} validation tokens, "
+              f"vocabulary {data.tokenizer.vocab_size}"
+              f"{' (token cache reused)' if data.cache_hit else ''}; {parameters:,} parameters")
     result = trainer.fit()
     best = result.best_val_loss
     summary = (f"best validation loss {best:.4f} nats/token (perplexity {perplexity(best):.2f}, "
