@@ -174,8 +174,17 @@ def run_train(args) -> int:
         if not args.data:
             raise UserError("give the series: rnnkit forecast train DATA.csv --target COLUMN "
                             "--horizon H")
+        # the checks in the order that saves a second run: the file, its columns, --horizon
+        from rnnkit.forecast.series import check_column, read_header
+
+        header = read_header(args.data)
         if not args.target:
-            raise UserError("--target is required: the CSV column to forecast")
+            raise UserError(f"--target is required: the column of {args.data} to forecast; its "
+                            f"columns are {', '.join(repr(c) for c in header)}")
+        check_column(header, args.target, "--target", args.data)
+        for covariate in (c.strip() for c in args.covariates.split(",")):
+            if covariate:
+                check_column(header, covariate, "--covariates", args.data)
         if "--horizon" not in given:
             raise UserError("--horizon is required: how many steps to forecast")
         config = ForecastConfig()
