@@ -5,7 +5,11 @@ settings dump), ``-v`` every setting as TOML that reads back to the run's config
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import tomllib
@@ -52,6 +56,7 @@ def test_quiet_default_and_verbose_output(name, tmp_path, monkeypatch, capsys):
                            for line in err.splitlines()), err
         elif level == "default":  # a few lines, and no setting dump
             assert "-v prints" in out and "[train]" not in out and "resolved" not in out, out
+            assert "budget 2 steps" in out.lower() and "the default" not in out, out
             assert len(out.split(result)[0].splitlines()) <= 4, out
         else:  # the whole configuration, as TOML that reads back to what was saved
             lines = out.splitlines()
@@ -80,3 +85,62 @@ def test_quiet_and_verbose_together_are_refused(capsys):
     status, out, err = run_cli(["-q", "train", "c.txt", "-v"], capsys)
     assert status == 2 and out == ""
     assert err == "rnnkit: error: choose one of -q (quiet) and -v (verbose)\n"
+
+
+def rnnkit_subprocess(*args, cwd):
+    """The ``rnnkit`` command in a child process, stdout a pipe (not a terminal)."""
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, "-m", "rnnkit.cli", *map(str, args)], cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_train_on_a_folder_lists_and_reads_only_its_txt_files(tmp_path, capsys):
+    folder = tmp_path / "corpus"
+    (folder / "more").mkdir(parents=True)
+    (folder / "a.txt").write_text(VERSE * 2, encoding="utf-8")
+    (folder / "more" / "b.txt").write_text(VERSE, encoding="utf-8")
+    (folder / "README.md").write_text("# A corpus\nNot part of it: ~~~ ###\n", encoding="utf-8")
+    (folder / "licence.rst").write_text("Public domain.\n", encoding="utf-8")
+    status, out, err = run_cli(["train", folder, *TINY_LM[2:], "--cache-dir", tmp_path / "cache",
+                                "--max-steps", "1", "--out", tmp_path / "run"], capsys)
+    assert status == 0, err
+    assert (f"Corpus folder {folder}: reading 2 .txt file(s): a.txt, more/b.txt; not read: "
+            f"README.md, licence.rst\n") in err
+    # the tokens are the two .txt files' characters, and no character only README.md has
+    train, valid = map(int, re.search(r"([\d,]+) training and ([\d,]+) validation tokens",
+                                      out).groups())
+    assert train + valid == len(VERSE) * 3
+    vocabulary = json.loads((tmp_path / "run" / "last" / "config.json").read_text())
+    assert "~" not in json.dumps(vocabulary["tokenizer"], ensure_ascii=False)
+
+
+def test_train_without_a_budget_runs_the_stated_default_with_a_line_per_evaluation(tmp_path):
+    """No --max-steps / --epochs / --time-budget: 10 epochs, said at start; stdout a pipe: one
+    line per evaluation, its numbers those of metrics.jsonl."""
+    from rnnkit.train.config import DEFAULT_EPOCHS
+    from rnnkit.train.metrics import read_metrics
+
+    (tmp_path / "c.txt").write_text(VERSE * 3, encoding="utf-8")
+    done = rnnkit_subprocess("train", "c.txt", *TINY_LM, "--log-every", "1", "--out", "run",
+                             cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert DEFAULT_EPOCHS == 10
+    assert ("budget 10 epochs (the default: no --max-steps, --epochs or --time-budget given)"
+            in done.stdout.splitlines()[0])
+    saved = json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))
+    assert saved["train"]["epochs"] == 10.0
+    records = read_metrics(tmp_path / "run")
+    evals = [r for r in records if r["kind"] == "eval"]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("step ")]
+    assert len(evals) == 10 and len(lines) == 10  # evaluated once per epoch
+    steps_per_epoch = evals[0]["step"]
+    assert f"Stopped at step {10 * steps_per_epoch} (epochs)" in done.stdout
+    previous = 0
+    for record, line in zip(evals, lines):
+        window = [r["loss"] for r in records
+                  if r["kind"] == "train" and previous < r["step"] <= record["step"]]
+        previous = record["step"]
+        assert line.startswith(f"step {record['step']} ({record['step'] / steps_per_epoch:.2f} "
+                               f"epochs): train loss {sum(window) / len(window):.4f}, "
+                               f"validation loss {record['val_loss']:.4f}"), line

@@ -131,7 +131,6 @@ def bad_inputs(tmp_path):
         (train + [str(good), "--batch-size", "0"], "--batch-size must be a positive integer"),
         (train + [str(good), "--cell", "lstm2"], "--cell must be one of"),
         (train + [str(good), "--bidirectional"], "bidirectional layers cannot be used"),
-        (train + [str(good), "--schedule", "cosine"], "cosine needs a budget"),
         (train + [str(good), "--cell", "gru", "--peephole"], "`peephole` is an LSTM option"),
         (train + [str(good), "--zoneout", "1.2"], "zoneout .* must be a probability in"),
         (train + [str(good), "--cell", "gru", "--zoneout-cell", "0.1"], "needs --cell lstm"),

@@ -242,9 +242,6 @@ LANGUAGE_MODEL = [
          "got 'step'", id="train-bad-schedule"),
     case(TRAIN + " --plateau-factor 0", "--plateau-factor must be in (0, 1], got 0.0",
          id="train-plateau-factor-zero"),
-    case("train c.txt --out new --no-progress --schedule cosine", "--schedule cosine needs a "
-         "budget to decay over: --max-steps, --epochs or --time-budget",
-         id="train-cosine-without-budget"),
     case(TRAIN + " --schedule cosine --lr 0.001 --min-lr 0.01", "--min-lr 0.01 is above --lr "
          "0.001", id="train-cosine-min-lr-above-lr"),
     case("train c.txt --no-progress --out " + LM, "--out {R}/lm already holds a run; continue "

@@ -11,8 +11,9 @@ import argparse
 import sys
 
 from rnnkit.commands import launch
-from rnnkit.commands.output import budget_text, say, settings_dump
+from rnnkit.commands.output import NORMAL, budget_text, say, settings_dump, verbosity
 from rnnkit.errors import UserError
+from rnnkit.train.config import DEFAULT_EPOCHS, gives_budget
 from rnnkit.train.metrics import bits_per_token, perplexity
 from rnnkit.train.pipeline import resume_run, start_run
 
@@ -52,7 +53,8 @@ FLAGS = {
     "--plateau-factor": ("train.plateau_factor", float, "plateau: decay factor (default 0.25)"),
     "--plateau-patience": ("train.plateau_patience", int, "plateau: evaluations to wait"),
     "--max-steps": ("train.max_steps", int, "stop after this many steps (0: no limit)"),
-    "--epochs": ("train.epochs", float, "stop after this many passes (0: no limit)"),
+    "--epochs": ("train.epochs", float, f"stop after this many passes (default "
+                 f"{DEFAULT_EPOCHS:g} when no budget is given; 0: no limit)"),
     "--time-budget": ("train.time_budget", float, "stop after this many seconds (0: no limit)"),
     "--eval-every": ("train.eval_every", int, "steps between evaluations (0: once per epoch)"),
     "--eval-batch-size": ("train.eval_batch_size", int, "streams for evaluation (0: batch size)"),
@@ -71,7 +73,9 @@ def register(subparsers) -> None:
         "train", help="train a language model on a text file or folder",
         description=__doc__.splitlines()[0],
     )
-    parser.add_argument("path", nargs="?", metavar="PATH", help="a UTF-8 text file or folder")
+    parser.add_argument("path", nargs="?", metavar="PATH",
+                        help="a UTF-8 text file, or a folder: its .txt files (recursively, "
+                             "sorted; other files are not read, the files read are listed)")
     parser.add_argument("--config", metavar="TOML", help="a run.toml with [data] [model] [train]")
     parser.add_argument("--out", metavar="RUN", help="run folder (default runs/<corpus>-<level>)")
     parser.add_argument("--resume", metavar="RUN", help="continue this run exactly")
@@ -105,13 +109,35 @@ def overrides_from(args) -> dict:
     return {key: value for key, value in overrides.items() if value is not None}
 
 
-def summary_line(config) -> str:
+def summary_line(config, default_budget: bool = False) -> str:
     """One line on what a run trains: model, data level, batch, optimiser, budget, folder."""
     model, train = config.model, config.train
+    budget = budget_text(train) + (" (the default: no --max-steps, --epochs or --time-budget "
+                                   "given)" if default_budget else "")
     return (f"rnnkit train: {model.cell} {model.layers}x{model.hidden} on {config.data.level} "
             f"tokens; batch {train.batch_size} x {train.seq_len} steps, {train.optimizer} lr "
-            f"{train.lr:g}; budget {budget_text(train)}; every setting in "
-            f"{config.out}/config.json (-v prints them)")
+            f"{train.lr:g}; budget {budget}; every setting in {config.out}/config.json (-v "
+            f"prints them)")
+
+
+def report_evaluations(trainer) -> None:
+    """Print one line per evaluation: the step, the mean training loss since the previous
+    evaluation (of the logged windows) and the validation loss."""
+    windows: list[float] = []
+
+    def on_step(_, record: dict) -> None:
+        windows.append(record["loss"])
+
+    def on_eval(trainer, record: dict) -> None:
+        train = f"{sum(windows) / len(windows):.4f}" if windows else "-"
+        windows.clear()
+        best = " (best)" if record["val_loss"] <= record["best_val_loss"] else ""
+        epochs = record["step"] / len(trainer.batches)
+        print(f"step {record['step']} ({epochs:.2f} epochs): train loss {train}, validation "
+              f"loss {record['val_loss']:.4f}{best}", flush=True)
+
+    trainer.on_step.append(on_step)
+    trainer.on_eval.append(on_eval)
 
 
 def run(args) -> int:
@@ -138,18 +164,21 @@ def run(args) -> int:
     else:
         if not args.path and not args.config:
             raise UserError("give the corpus: rnnkit train PATH (a text file or folder)")
-        config = RunConfig.from_sources(args.config, overrides)
+        merged = RunConfig.merge_sources(args.config, overrides)
+        config = RunConfig.from_merged(merged)
         if not config.data.path:
             raise UserError("give the corpus: rnnkit train PATH, or [data] path in --config")
         trainer = start_run(config, progress=progress)
         launch.quiet_unless_rank_zero()
-        say(args, summary_line(trainer.config))
+        say(args, summary_line(trainer.config, default_budget=not gives_budget(merged)))
         settings_dump(args, "rnnkit train", trainer.run_dir)
     data, model = trainer.data, trainer.model
     parameters = sum(p.numel() for p in model.parameters())
     say(args, f"{len(data.train):,} training and {len(data.valid):,} validation tokens, "
               f"vocabulary {data.tokenizer.vocab_size}"
               f"{' (token cache reused)' if data.cache_hit else ''}; {parameters:,} parameters")
+    if verbosity(args) >= NORMAL and not (progress and sys.stdout.isatty()):
+        report_evaluations(trainer)  # no progress bar in view: one line per evaluation
     result = trainer.fit()
     best = result.best_val_loss
     summary = (f"best validation loss {best:.4f} nats/token (perplexity {perplexity(best):.2f}, "
