@@ -144,3 +144,32 @@ def test_train_without_a_budget_runs_the_stated_default_with_a_line_per_evaluati
         assert line.startswith(f"step {record['step']} ({record['step'] / steps_per_epoch:.2f} "
                                f"epochs): train loss {sum(window) / len(window):.4f}, "
                                f"validation loss {record['val_loss']:.4f}"), line
+
+
+def test_eval_says_how_many_tokens_of_the_last_partial_stream_it_did_not_score(tmp_path, capsys):
+    (tmp_path / "c.txt").write_text(VERSE * 3, encoding="utf-8")
+    status, _, err = run_cli(["train", tmp_path / "c.txt", *TINY_LM[2:], "--cache-dir",
+                              tmp_path / "cache", "--max-steps", "1", "--out", tmp_path / "run"],
+                             capsys)
+    assert status == 0, err
+    text = VERSE + "ALL: speak."  # char level: one token per character
+    (tmp_path / "held.txt").write_text(text, encoding="utf-8")
+    length = len(text)
+    assert length % 4 != 0
+    argv = ["eval", tmp_path / "run", tmp_path / "held.txt", "--batch-size", "4"]
+    status, out, err = run_cli([*argv, "--json"], capsys)
+    assert status == 0, err
+    result = json.loads(out)
+    # 4 streams of length // 4 tokens; each stream's first token has no context
+    assert result["dropped_tokens"] == length % 4
+    assert result["tokens"] + result["dropped_tokens"] + 4 == length
+    status, out, err = run_cli(argv, capsys)
+    assert status == 0, err
+    assert out.splitlines()[1] == (
+        f"note: the last {length % 4} of the file's {length} tokens were not scored (they do "
+        f"not fill one of the 4 equal streams evaluation reads; --batch-size 1 scores every "
+        f"token but the first)")
+    status, out, err = run_cli([*argv[:-1], "1", "--json"], capsys)
+    assert json.loads(out)["dropped_tokens"] == 0 and json.loads(out)["tokens"] == length - 1
+    status, out, err = run_cli(argv[:-1] + ["1"], capsys)
+    assert len(out.splitlines()) == 1 and "note" not in out

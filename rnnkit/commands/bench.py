@@ -90,6 +90,7 @@ def run_bench(args) -> int:
         row = bench.measure(family, batch, hidden, length, args.repeats, args.backend, peak)
         rows.append(row)
         show(bench.format_row(row), flush=True)
+    show(bench.PEAK_NOTE)
     if args.json:
         text = json.dumps({"environment": info, "rows": rows}, indent=2)
         if to_stdout:

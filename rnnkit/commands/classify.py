@@ -80,7 +80,8 @@ def register(subparsers) -> None:
         train.add_argument(name, type=kind, default=None, help=text)
     train.set_defaults(handler=run_train)
 
-    predict = commands.add_parser("predict", help="a label and probabilities per line")
+    predict = commands.add_parser("predict", help="a label and probabilities per line (an "
+                                  "empty line: a row without a label)")
     predict.add_argument("run", metavar="RUN")
     predict.add_argument("file", metavar="FILE", help="one text per line; - reads stdin")
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -203,8 +204,18 @@ def run_predict(args) -> int:
     elif args.onnx:
         raise UserError("--onnx is read with --runtime onnxruntime")
     lines = _read_lines(args.file)
-    probabilities = predict_probabilities(model, run.encoder.encode_many(lines))
-    for row in probabilities.tolist():
+    # an empty (or blank) line has nothing to classify: its row says so, with no label
+    texts = [line for line in lines if line.strip()]
+    rows = iter(predict_probabilities(model, run.encoder.encode_many(texts)).tolist()
+                if texts else [])
+    empty = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            empty.append(number)
+            print(json.dumps({"label": None, "probabilities": None, "empty": True})
+                  if args.json else f"-\t{EMPTY_ROW}")
+            continue
+        row = next(rows)
         label = run.classes[max(range(len(row)), key=row.__getitem__)]
         if args.json:
             print(json.dumps({"label": label, "probabilities": dict(zip(run.classes, row))},
@@ -212,7 +223,14 @@ def run_predict(args) -> int:
         else:
             shares = " ".join(f"{name}:{p:.4f}" for name, p in zip(run.classes, row))
             print(f"{label}\t{shares}")
+    if empty:
+        shown = ", ".join(map(str, empty[:10])) + (" ..." if len(empty) > 10 else "")
+        print(f"rnnkit: note: {len(empty)} empty line(s) not classified (line {shown})",
+              file=sys.stderr)
     return 0
+
+
+EMPTY_ROW = "(empty line: nothing to classify)"
 
 
 def run_eval(args) -> int:

@@ -23,7 +23,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from rnnkit.data.corpus import Corpus
     from rnnkit.data.language_data import encode_file
-    from rnnkit.train.evaluate import evaluate
+    from rnnkit.train.evaluate import evaluate, evaluation_streams
     from rnnkit.train.metrics import LOG2, perplexity
     from rnnkit.train.runs import load_run
 
@@ -36,6 +36,9 @@ def run(args) -> int:
         raise UserError(f"FILE {args.file} has {len(tokens)} token(s); at least 2 are needed")
     batch_size = args.batch_size or config.train.eval_batch_size or config.train.batch_size
     loss, count = evaluate(model, tokens, batch_size, args.seq_len or config.train.seq_len)
+    # the text is cut into equal streams; the tokens past the last full one are not read
+    streams = evaluation_streams(tokens, batch_size)
+    dropped = len(tokens) - streams * (len(tokens) // streams)
     characters = sum(len(chunk) for chunk in Corpus(args.file, encoding, what="FILE").chunks())
     # the tokens scored are all but the first of each stream: spread the characters alike
     scored_characters = characters * count / len(tokens)
@@ -45,6 +48,7 @@ def run(args) -> int:
         "bits_per_token": loss / LOG2,
         "bits_per_character": loss * count / LOG2 / scored_characters,
         "tokens": count,
+        "dropped_tokens": dropped,  # the last partial stream, not scored
         "characters": characters,
         "level": tokenizer.level,
     }
@@ -54,4 +58,8 @@ def run(args) -> int:
         print(f"{args.file}: loss {loss:.4f} nats/token, perplexity {result['perplexity']:.2f}, "
               f"{result['bits_per_token']:.4f} bits/token, {result['bits_per_character']:.4f} "
               f"bits/character over {count:,} {tokenizer.level} tokens")
+        if dropped:
+            print(f"note: the last {dropped:,} of the file's {len(tokens):,} tokens were not "
+                  f"scored (they do not fill one of the {streams} equal streams "
+                  f"evaluation reads; --batch-size 1 scores every token but the first)")
     return 0
