@@ -13,6 +13,7 @@ import logging
 import sys
 
 from rnnkit import __version__
+from rnnkit.commands.helptext import TeachingFormatter, examples
 from rnnkit.commands.output import NORMAL, QUIET, VERBOSE
 from rnnkit.errors import UserError
 
@@ -29,14 +30,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rnnkit",
         description="Recurrent networks (RNN, GRU, LSTM) you can read, run fast and look inside.",
+        epilog=examples("rnnkit demo", "rnnkit train corpus.txt --time-budget 600",
+                        "rnnkit sample runs/corpus-char --prime 'ROMEO:'",
+                        "rnnkit classify train reviews.tsv",
+                        "rnnkit forecast train sales.csv --target Sales --horizon 12",
+                        "rnnkit explore runs/corpus-char --open"),
     )
     parser.add_argument("--version", action="version", version=f"rnnkit {__version__}")
     add_verbosity(parser, default=False)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
+    parser.formatter_class = TeachingFormatter
     for command in _subcommand_parsers(parser):  # -q / -v also after the command's name
         add_verbosity(command, default=argparse.SUPPRESS)
+        command.formatter_class = TeachingFormatter  # every default shown, examples as written
     return parser
 
 

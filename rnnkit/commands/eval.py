@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import json
 
+from rnnkit.commands.helptext import CHECKPOINT_HELP, examples
 from rnnkit.errors import UserError
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("eval", help="measure a trained run on a text file")
+    parser = subparsers.add_parser(
+        "eval", help="measure a trained run on a text file",
+        description="Score a trained language model on a text file (or folder): loss in nats per "
+                    "token, perplexity, bits per token and per character. The text is read as "
+                    "equal parallel streams, each with its state carried along; the tokens past "
+                    "the last full stream are not scored, and the output says how many.",
+        epilog=examples("rnnkit eval runs/shakespeare held_out.txt",
+                        "rnnkit eval runs/shakespeare held_out.txt --batch-size 1 --json"))
     parser.add_argument("run", metavar="RUN", help="a run folder (its best checkpoint)")
     parser.add_argument("file", metavar="FILE", help="a text file (or folder) to score")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -16,7 +24,8 @@ def register(subparsers) -> None:
                         help="parallel streams (default: the run's evaluation batch size)")
     parser.add_argument("--seq-len", type=int, default=0, help="default: the run's --seq-len")
     parser.add_argument("--encoding", default=None, help="default: the run's encoding")
-    parser.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                        help=CHECKPOINT_HELP)
     parser.set_defaults(handler=run)
 
 

@@ -13,25 +13,31 @@ from pathlib import Path
 
 import torch
 
+from rnnkit.commands.helptext import examples
 from rnnkit.errors import UserError
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "report", help="write an HTML report (curves, gradient flow, gate heatmaps) of a run",
-        description=__doc__.split("\n\n")[1].replace("\n", " "))
+        description=__doc__.split("\n\n")[1].replace("\n", " "),
+        epilog=examples("rnnkit report runs/shakespeare",
+                        "rnnkit report runs/shakespeare --passage 'ROMEO:' --cells 3,17 --out "
+                        "shakespeare.html", "rnnkit report rnnkit-demo"))
     parser.add_argument("run", type=Path, help="a run folder, a checkpoint, or a demo folder")
     parser.add_argument("--out", type=Path, default=None,
                         help="the HTML file (default RUN/report.html)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--text", type=Path, default=None,
                         help="a text file to take the passage from (default: the run's corpus)")
-    source.add_argument("--passage", default=None, help="the passage itself")
+    source.add_argument("--passage", default=None,
+                        help="the passage itself (default: taken from --text or the corpus)")
     parser.add_argument("--chars", type=int, default=600,
                         help="passage length in characters (default 600)")
-    parser.add_argument("--cells", default="", help="comma-separated cell indices to show too")
+    parser.add_argument("--cells", default="", help="comma-separated cell indices to show too "
+                        "(default: none, only the cells the report finds)")
     parser.add_argument("--samples", type=int, default=2, help="samples to include (default 2)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the samples")
     parser.set_defaults(handler=run)
 
 

@@ -6,12 +6,20 @@ import sys
 
 import torch
 
+from rnnkit.commands.helptext import CHECKPOINT_HELP, examples
 from rnnkit.data.tokenizers import END_OF_LINE, UNKNOWN, Tokenizer, UnknownTokenError
 from rnnkit.errors import UserError
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("sample", help="generate text from a trained run")
+    parser = subparsers.add_parser(
+        "sample", help="generate text from a trained run",
+        description="Generate text from a trained language model, streamed to stdout: sampled "
+                    "(--temperature, --top-k, --top-p), always the likeliest token (--greedy) or "
+                    "by beam search (--beam).",
+        epilog=examples("rnnkit sample runs/shakespeare --prime 'ROMEO:' --length 300 "
+                        "--temperature 0.8", "rnnkit sample runs/shakespeare --greedy --length 100",
+                        "rnnkit sample runs/shakespeare --beam 4 --length 60 --prime 'KING'"))
     parser.add_argument("run", metavar="RUN", help="a run folder (its best checkpoint)")
     parser.add_argument("--prime", default="", help="text to start from (default: a line break)")
     parser.add_argument("--length", type=int, default=500, help="tokens to generate (500)")
@@ -26,12 +34,15 @@ def register(subparsers) -> None:
     parser.add_argument("--greedy", action="store_true", help="always the likeliest token")
     parser.add_argument("--beam", type=int, default=None, metavar="W",
                         help="beam search of width W >= 1 (prints when done; default: off)")
-    parser.add_argument("--seed", type=int, default=None, help="random seed for sampling")
-    parser.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="random seed for sampling (default: a fresh one each run)")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                        help=CHECKPOINT_HELP)
     parser.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
                         help="onnxruntime: run the file `rnnkit export` wrote (RUN/model.onnx)")
     parser.add_argument("--onnx", metavar="PATH", default=None,
-                        help="the exported file for --runtime onnxruntime")
+                        help="the exported file for --runtime onnxruntime (default: "
+                             "RUN/model.onnx)")
     parser.set_defaults(handler=run)
 
 

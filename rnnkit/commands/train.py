@@ -11,9 +11,10 @@ import argparse
 import sys
 
 from rnnkit.commands import launch
+from rnnkit.commands.helptext import examples, with_default
 from rnnkit.commands.output import NORMAL, budget_text, say, settings_dump, verbosity
 from rnnkit.errors import UserError
-from rnnkit.train.config import DEFAULT_EPOCHS, gives_budget
+from rnnkit.train.config import DEFAULT_EPOCHS, RunConfig, gives_budget
 from rnnkit.train.metrics import bits_per_token, perplexity
 from rnnkit.train.pipeline import resume_run, start_run
 
@@ -32,7 +33,8 @@ FLAGS = {
     "--hidden": ("model.hidden", int, "hidden units per layer (default 256)"),
     "--embedding": ("model.embedding", int, "embedding size (default 64)"),
     "--dropout": ("model.dropout", float, "dropout on embeddings, between layers, on outputs"),
-    "--forget-bias": ("model.forget_bias", float, "initial forget-gate (GRU: update) bias"),
+    "--forget-bias": ("model.forget_bias", float, "initial forget-gate (GRU: update) bias "
+                      "(default: none, the layer's usual initialisation)"),
     "--init": ("model.init", str, "default | chrono (Tallec & Ollivier 2018)"),
     "--chrono-max-len": ("model.chrono_max_len", int, "chrono: longest memory (default seq-len)"),
     "--backend": ("model.backend", str, "auto | fused | reference"),
@@ -72,13 +74,19 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "train", help="train a language model on a text file or folder",
         description=__doc__.splitlines()[0],
+        epilog=examples("rnnkit train corpus.txt --time-budget 600",
+                        "rnnkit train corpus/ --level bpe --vocab-size 2000 --out runs/bpe",
+                        "rnnkit train --config run.toml --lr 1e-3",
+                        "rnnkit train --resume runs/corpus-char --epochs 20"),
     )
     parser.add_argument("path", nargs="?", metavar="PATH",
                         help="a UTF-8 text file, or a folder: its .txt files (recursively, "
                              "sorted; other files are not read, the files read are listed)")
-    parser.add_argument("--config", metavar="TOML", help="a run.toml with [data] [model] [train]")
+    parser.add_argument("--config", metavar="TOML", help="a run.toml with [data] [model] [train] "
+                        "(default: none, the defaults below and the flags given)")
     parser.add_argument("--out", metavar="RUN", help="run folder (default runs/<corpus>-<level>)")
-    parser.add_argument("--resume", metavar="RUN", help="continue this run exactly")
+    parser.add_argument("--resume", metavar="RUN",
+                        help="continue this run exactly (default: start a new run)")
     parser.add_argument("--tie-weights", action="store_const", const=True, default=None,
                         help="decoder shares the embedding matrix (needs --embedding = --hidden)")
     for switch, text in (("--layer-norm", "layer-normalised gates and cell (arXiv 1607.06450)"),
@@ -88,11 +96,15 @@ def register(subparsers) -> None:
     parser.add_argument("--bidirectional", action="store_const", const=True, default=None,
                         help=argparse.SUPPRESS)  # refused with a message: a language model
     parser.add_argument("--vocab-from", action="append", metavar="FILE",
-                        help="also add this text's symbols to the vocabulary (repeatable)")
+                        help="also add this text's symbols to the vocabulary (repeatable; "
+                             "default: none)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     launch.add_arguments(parser)
-    for name, (_, kind, text) in FLAGS.items():
-        parser.add_argument(name, type=kind, default=None, help=text)
+    defaults = RunConfig().to_dict()  # shown in --help; None here lets --config's values hold
+    for name, (key, kind, text) in FLAGS.items():
+        section, field = key.split(".")
+        parser.add_argument(name, type=kind, default=None,
+                            help=with_default(text, defaults[section][field], percent=True))
     parser.set_defaults(handler=run)
 
 
