@@ -79,6 +79,10 @@ def choose_passage(args, corpus_path: str) -> str:
     if args.text is not None and not args.text.is_file():
         raise UserError(f"--text {args.text} does not exist or is not a file")
     path = args.text or (Path(corpus_path) if corpus_path else None)
+    if args.text is None and path is not None and path.is_dir():  # a folder corpus: its last
+        from rnnkit.data.corpus import corpus_files  # text file, where validation text is
+
+        path = corpus_files(path)[-1]
     if path is None or not path.is_file():
         raise UserError(
             f"{args.run}: the run's corpus {corpus_path or '(none recorded)'} is not here; "
@@ -111,7 +115,6 @@ def language_model_report(args, cells: list[int]) -> str:
     for _ in range(args.samples):
         ids = list(generate(model, prime, 300, temperature=0.8, generator=generator))
         samples.append(tokenizer.decode(prime + ids))
-    summary = json.dumps(config.to_dict(), indent=1)
     return run_report.build(model, tokenizer, passage, title=f"rnnkit report: {args.run.name}",
                             records=read_metrics(args.run), samples=samples,
-                            chosen_cells=cells, summary=summary)
+                            chosen_cells=cells, config=config.to_dict())
