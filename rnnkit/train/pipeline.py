@@ -13,7 +13,7 @@ from rnnkit.errors import UserError
 from rnnkit.models.language_model import LanguageModel
 from rnnkit.train import distributed
 from rnnkit.train.checkpoint import is_checkpoint, load_checkpoint, write_json_atomic
-from rnnkit.train.config import RunConfig
+from rnnkit.train.config import RunConfig, apply_default_budget
 from rnnkit.train.runs import run_from_checkpoint
 from rnnkit.train.trainer import Trainer, TrainResult
 
@@ -29,7 +29,11 @@ def default_run_dir(config: RunConfig) -> Path:
 
 
 def start_run(config: RunConfig, progress: bool = False) -> Trainer:
-    """A trainer for a fresh run of ``config`` (validated), its run folder created."""
+    """A trainer for a fresh run of ``config`` (validated), its run folder created; a config
+    without a budget gets the default (``config.DEFAULT_EPOCHS``)."""
+    if apply_default_budget(config.train):
+        logger.info("No budget given (max_steps, epochs or time_budget): training for the "
+                    "default %g epochs", config.train.epochs)
     run_dir = Path(config.out) if config.out else default_run_dir(config)
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--out {run_dir} is a file; expected a run folder (it is created if "
