@@ -124,6 +124,37 @@ def test_fused_equals_reference_and_the_kernel_ran():
 
 
 @pytest.mark.fused
+def test_fused_flushes_subnormal_gradients_and_leaves_the_caller_as_it_was():
+    """Over 600 steps with u < 1 the gradient of the first steps sinks below float's smallest
+    normal number (1.2e-38): the kernel flushes those values to zero (x86's slow path) and
+    still equals the float64 reference; the caller's thread keeps its subnormals after."""
+    torch.manual_seed(3)
+    steps = 600
+    fused = rnnkit.IndRNN(FEATURES, HIDDEN, backend="fused")
+    with torch.no_grad():  # every unit stays on (relu' = 1): the gradient is u ** k exactly
+        fused.weight_hh_l0.copy_(torch.linspace(0.5, 0.7, HIDDEN))
+        fused.weight_ih_l0.abs_()
+        fused.bias_ih_l0.fill_(0.1)
+    reference = rnnkit.IndRNN(FEATURES, HIDDEN, backend="reference").double()
+    reference.load_state_dict(fused.state_dict())
+    x = torch.rand(steps, BATCH, FEATURES)
+    x64 = x.double().requires_grad_()
+    x.requires_grad_()
+    output, _ = reference(x64)
+    output[-1].sum().backward()
+    early = x64.grad.abs()[: steps // 2]  # subnormal or below in float32, not zero in float64
+    assert (early < 1.2e-38).all() and (early > 0).all()
+    assert (x64.grad[-1] != 0).all()
+    torch.set_flush_denormal(False)
+    with reference_forbidden():
+        output, _ = fused(x)
+        output[-1].sum().backward()
+    torch.testing.assert_close(x.grad.double(), x64.grad, rtol=1e-4, atol=1e-12)
+    subnormal = torch.tensor([1e-38]) * 0.5  # computed on this thread after the kernel ran
+    assert 0 < float(subnormal) < 1.2e-38
+
+
+@pytest.mark.fused
 @pytest.mark.parametrize("masked", [False, True], ids=["full", "ragged"])
 def test_operators_pass_opcheck(masked):
     from rnnkit.kernels import ops

@@ -10,6 +10,10 @@
 
 #include <tuple>
 
+#if defined(__x86_64__) || defined(_M_X64)
+#include <xmmintrin.h>
+#endif
+
 #include "common.h"
 
 namespace rnnkit {
@@ -18,11 +22,26 @@ namespace {
 #define RNNKIT_INDRNN_NO_AUTOCAST \
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset)
 
+// Subnormal floats flushed to zero (FTZ) and read as zero (DAZ) while a chain loop runs, on the
+// thread that runs it (the control register is per thread), restored after. A chain multiplies
+// by u (|u| < 1 for most units) at every step, so over hundreds of steps its values and
+// gradients sink below 1.2e-38, where x86 arithmetic takes a slow path: the backward of a
+// T=1000 layer took 150 ms with them against 40 ms flushed (measured, H 64, batch 50). What is
+// flushed is smaller than float's smallest normal number.
+struct FlushSubnormals {
+#if defined(__x86_64__) || defined(_M_X64)
+  const unsigned int saved = _mm_getcsr();
+  FlushSubnormals() { _mm_setcsr(saved | 0x8040u); }  // FTZ (bit 15) and DAZ (bit 6)
+  ~FlushSubnormals() { _mm_setcsr(saved); }
+#endif
+};
+
 // fn(row, begin, end): each (row, unit range) chain of a [batch, hidden] state, over the cores
 template <typename F>
 void on_chains(int64_t batch, int64_t hidden, int64_t steps, const F& fn) {
   const int64_t grain = std::max<int64_t>(16, kParallelGrain / std::max<int64_t>(steps, 1));
   at::parallel_for(0, batch * hidden, grain, [&](int64_t begin, int64_t end) {
+    const FlushSubnormals flush;
     while (begin < end) {
       const int64_t row = begin / hidden, column = begin % hidden;
       const int64_t stop = std::min(hidden, column + (end - begin));

@@ -1,0 +1,81 @@
+"""IndRNN training step at the adding problem's T=1000, two checkouts side by side.
+
+The long-dependency task's IndRNN (2 layers, hidden 64, batch 64, input 2, the loss on the last
+step only) run forward and backward on the fused kernels, in each checkout in turn
+(``PYTHONPATH`` pointing at it, each with its own kernel build), ``--rounds`` times
+alternating; medians of each and their quotient old / new (the speed-up). Written for the
+change that flushes subnormal floats in the IndRNN kernel's chain loops:
+
+    python benchmarks/indrnn_speed.py OLD_CHECKOUT NEW_CHECKOUT --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from results import write_results
+
+CHILD = """
+import json, statistics, sys, time, torch, rnnkit
+torch.set_num_threads(int(sys.argv[1]))
+torch.manual_seed(0)
+layer = rnnkit.IndRNN(2, 64, num_layers=2, recurrent_max_len=1000, backend="fused")
+head = torch.nn.Linear(64, 1)
+x = torch.rand(1000, 64, 2)
+x[..., 1] = 0.0
+x[[10, 700], :, 1] = 1.0
+times = []
+for index in range(int(sys.argv[2]) + 1):
+    started = time.perf_counter()
+    output, _ = layer(x)
+    head(output[-1]).square().mean().backward()
+    times.append(time.perf_counter() - started)
+print(json.dumps({"step_ms": statistics.median(times[1:]) * 1000}))
+"""
+
+
+def step_ms(checkout: Path, threads: int, repeats: int) -> float:
+    environment = {**os.environ, "PYTHONPATH": str(checkout)}
+    output = subprocess.run([sys.executable, "-c", CHILD, str(threads),
+                             str(repeats)], cwd=checkout, env=environment, check=True,
+                            capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])["step_ms"]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("old", type=Path)
+    parser.add_argument("new", type=Path)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5, help="steps timed per process")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--results-name", default="indrnn_speed")
+    args = parser.parse_args(argv)
+    load_before = os.getloadavg()
+    timings = {"old": [], "new": []}
+    for _ in range(args.rounds):
+        for name in ("old", "new"):
+            timings[name].append(round(step_ms(getattr(args, name), args.threads,
+                                               args.repeats), 2))
+    old, new = statistics.median(timings["old"]), statistics.median(timings["new"])
+    print(f"IndRNN T=1000 B64 H64 x2 layers, forward+backward: old {old:.1f} ms, "
+          f"new {new:.1f} ms, speed-up {old / new:.2f}x")
+    if args.results_name:
+        print(write_results(args.results_name, {
+            "shape": {"T": 1000, "batch": 64, "hidden": 64, "layers": 2, "input": 2},
+            "threads": args.threads, "rounds": args.rounds, "repeats": args.repeats,
+            "old_checkout": str(args.old), "new_checkout": str(args.new),
+            "old_ms": old, "new_ms": new, "speedup": old / new, "all_ms": timings,
+            "load_average_before": [round(value, 2) for value in load_before],
+            "load_average_after": [round(value, 2) for value in os.getloadavg()]}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
