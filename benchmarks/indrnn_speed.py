@@ -26,6 +26,13 @@ import json, statistics, sys, time, torch, rnnkit
 torch.set_num_threads(int(sys.argv[1]))
 torch.manual_seed(0)
 layer = rnnkit.IndRNN(2, 64, num_layers=2, recurrent_max_len=1000, backend="fused")
+with torch.no_grad():  # the paper's initialisation, the same in both checkouts
+    bound = 2 ** (1 / 1000)
+    layer.weight_hh_l0.uniform_(0, bound)
+    layer.weight_hh_l1.uniform_(1 / bound, bound)
+    for name, value in layer.named_parameters():
+        if name.startswith("bias"):
+            value.zero_()
 head = torch.nn.Linear(64, 1)
 x = torch.rand(1000, 64, 2)
 x[..., 1] = 0.0
