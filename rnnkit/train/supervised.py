@@ -30,7 +30,7 @@ from typing import Protocol
 import torch
 from tqdm import tqdm
 
-from rnnkit.errors import UserError
+from rnnkit.errors import TrainingDiverged, UserError
 from rnnkit.train import distributed
 from rnnkit.train.checkpoint import Checkpoint, save_checkpoint
 from rnnkit.train.config import TrainConfig
@@ -72,10 +72,6 @@ class Task(Protocol):
 
     def data_hash(self) -> str:
         """A digest of the training data, so a resume refuses data that changed."""
-
-
-class TrainingDiverged(UserError):
-    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
 
 
 @dataclass

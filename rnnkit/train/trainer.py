@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from rnnkit.data.batching import StreamBatches, check_one_batch
 from rnnkit.data.language_data import LanguageData
-from rnnkit.errors import UserError
+from rnnkit.errors import TrainingDiverged, UserError
 from rnnkit.models.language_model import LanguageModel, detach_state
 from rnnkit.train import distributed
 from rnnkit.train.checkpoint import Checkpoint, save_checkpoint
@@ -43,10 +43,6 @@ from rnnkit.train.optim import LearningRateSchedule, build_optimizer
 from rnnkit.train.runs import checkpoint_config
 
 logger = logging.getLogger(__name__)
-
-
-class TrainingDiverged(UserError):
-    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
 
 
 @dataclass
