@@ -1,0 +1,100 @@
+"""The one training loop under every app: each resumes bit-identically from any step."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rnnkit.classify.run import resume_classifier, start_classifier
+from rnnkit.forecast.run import resume_forecast, start_forecast
+from rnnkit.train.checkpoint import TRAINER_STATE_FILE, find_checkpoint, load_checkpoint
+from rnnkit.train.loop import TrainingLoop
+from rnnkit.train.metrics import read_metrics
+from rnnkit.train.pipeline import resume_run, start_run
+from tests.test_classify_cli import tiny_config as classify_config
+from tests.test_classify_cli import write_reviews
+from tests.test_forecast_cli import sine_config, write_sine
+from tests.test_lm_helpers import tiny_config, write_corpus
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+TIMING = ("elapsed", "tokens_per_second", "examples_per_second")
+
+
+def start(app: str, tmp_path, out: str, steps: int):
+    """A fresh run of ``app`` (tiny, dropout on) logging every step, evaluating every 5."""
+    if app == "language_model":
+        config = tiny_config(write_corpus(tmp_path), tmp_path / out, tmp_path / "cache",
+                             max_steps=steps)
+        return start_run(config)
+    if app == "classifier":
+        config = classify_config(write_reviews(tmp_path / "reviews.tsv", 120, seed=3),
+                                 tmp_path / out, steps)
+        config.train.log_every = 1
+        return start_classifier(config)[0]
+    config = sine_config(write_sine(tmp_path, count=160), tmp_path / out, steps)
+    config.model.dropout = 0.2
+    config.train.eval_every, config.train.log_every = 5, 1
+    return start_forecast(config)
+
+
+def resume(app: str, run_dir, steps: int):
+    if app == "language_model":
+        return resume_run(run_dir, {"train.max_steps": steps})
+    if app == "classifier":
+        return resume_classifier(run_dir, {"max_steps": steps})
+    return resume_forecast(run_dir, {"max_steps": steps})
+
+
+def interrupt_at(step: int):
+    def hook(trainer, record):
+        if record["step"] == step:
+            trainer._interrupted = True  # what Ctrl-C does
+
+    return hook
+
+
+def records(run_dir) -> list[dict]:
+    """metrics.jsonl without the clock's numbers."""
+    return [{key: value for key, value in record.items() if key not in TIMING}
+            for record in read_metrics(run_dir)]
+
+
+@pytest.mark.parametrize("app", ["language_model", "classifier", "forecaster"])
+def test_every_app_resumes_bit_identically_from_a_step_between_evaluations(app, tmp_path):
+    straight = start(app, tmp_path, "straight", 12)
+    assert isinstance(straight, TrainingLoop)
+    straight.fit()
+    stopped = start(app, tmp_path, "stopped", 12)
+    stopped.on_step.append(interrupt_at(7))
+    assert stopped.fit().stopped == "interrupted"
+    assert load_checkpoint(tmp_path / "stopped", "last").trainer_state["step"] == 7
+    resumed = resume(app, tmp_path / "stopped", 12)
+    assert resumed.progress.step == 7
+    assert resumed.fit().stopped == "max_steps"
+    expected = records(tmp_path / "straight")
+    assert [r["step"] for r in expected if r["kind"] == "train"] == list(range(1, 13))
+    assert [r["step"] for r in expected if r["kind"] == "eval"] == [5, 10, 12]
+    assert records(tmp_path / "stopped") == expected  # floats compared exactly
+    for (name, a), b in zip(straight.model.state_dict().items(),
+                            resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_a_run_saved_before_the_loop_was_shared_resumes(tmp_path):
+    """Trainer states written by the language model's own loop named the count ``tokens``,
+    the scores ``best_val_loss`` / ``last_val_loss`` and the hash ``content_hash``."""
+    start("language_model", tmp_path, "straight", 12).fit()
+    stopped = start("language_model", tmp_path, "stopped", 12)
+    stopped.on_step.append(interrupt_at(7))
+    stopped.fit()
+    path = find_checkpoint(tmp_path / "stopped", "last") / TRAINER_STATE_FILE
+    state = torch.load(path, weights_only=True)
+    for old, new in (("tokens", "seen"), ("best_val_loss", "best_score"),
+                     ("last_val_loss", "last_score"), ("content_hash", "data_hash")):
+        state[old] = state.pop(new)
+    torch.save(state, path)
+    resumed = resume("language_model", tmp_path / "stopped", 12)
+    assert resumed.progress.tokens == 7 * 4 * 16
+    resumed.fit()
+    assert records(tmp_path / "stopped") == records(tmp_path / "straight")
