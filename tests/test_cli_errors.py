@@ -257,7 +257,7 @@ FORECAST = [
     case("forecast train --resume " + FRUN + " --quantiles 0.5", "give only budgets",
          id="resume-with-quantiles"),
     case("forecast train --resume " + FRUN + " --lr 0.1", "--lr cannot change (only "
-         "--max-steps, --epochs, --time-budget, --patience)", id="resume-with-lr"),
+         "budgets: --max-steps, --epochs, --time-budget, --patience)", id="resume-with-lr"),
     case("forecast train --resume gone", "run folder gone does not exist",
          id="resume-missing"),
     case("forecast train --resume " + FRUN + "/last", "--resume takes the run folder, not the "
@@ -449,7 +449,7 @@ CLASSIFY = [
     case("classify train --resume " + CRUN + " --hidden 8", "give only budgets",
          id="resume-with-model-flag"),
     case("classify train --resume " + CRUN + " --lr 0.1", "--lr cannot change (only "
-         "--max-steps, --epochs, --time-budget, --patience)", id="resume-with-lr"),
+         "budgets: --max-steps, --epochs, --time-budget, --patience)", id="resume-with-lr"),
     case("classify train --resume gone", "run folder gone does not exist", id="resume-missing"),
     case("classify train --resume " + CRUN + "/last", "--resume takes the run folder, not the "
          "checkpoint {R}/crun/last", id="resume-checkpoint"),

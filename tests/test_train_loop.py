@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from rnnkit.classify.run import resume_classifier, start_classifier
+from rnnkit.errors import UserError
 from rnnkit.forecast.run import resume_forecast, start_forecast
 from rnnkit.train.checkpoint import TRAINER_STATE_FILE, find_checkpoint, load_checkpoint
 from rnnkit.train.loop import TrainingLoop
@@ -98,3 +101,35 @@ def test_a_run_saved_before_the_loop_was_shared_resumes(tmp_path):
     assert resumed.progress.tokens == 7 * 4 * 16
     resumed.fit()
     assert records(tmp_path / "stopped") == records(tmp_path / "straight")
+
+
+APPS = ["language_model", "classifier", "forecaster"]
+CHANGED_LR = {"language_model": {"train.lr": 0.5}, "classifier": {"lr": 0.5},
+              "forecaster": {"train.lr": 0.5}}
+RESUME = {"language_model": resume_run, "classifier": resume_classifier,
+          "forecaster": resume_forecast}
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_every_app_starts_and_resumes_a_run_folder_alike(app, tmp_path):
+    """One helper claims, loads and continues the run folders of every app: the same
+    refusals, in the same words, for each."""
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(UserError, match=r"^--out \S+file is a file; expected a run folder"):
+        start(app, tmp_path, "file", 2)
+    start(app, tmp_path, "run", 2).fit()
+    with pytest.raises(UserError, match=r"^--out \S+run already holds a run; continue it with "
+                                        r"--resume \S+run or choose another --out$"):
+        start(app, tmp_path, "run", 2)
+    with pytest.raises(UserError, match=r"^--resume takes the run folder, not the checkpoint "
+                                        r"\S+last; try --resume \S+run$"):
+        RESUME[app](tmp_path / "run" / "last", {})
+    with pytest.raises(UserError, match=r"^--resume continues the run with its saved settings; "
+                                        r"--lr cannot change \(only budgets: --max-steps, "
+                                        r"--epochs, --time-budget, --patience\)$"):
+        RESUME[app](tmp_path / "run", CHANGED_LR[app])
+    resumed = RESUME[app](tmp_path / "run", {"train.max_steps": 3})
+    assert resumed.progress.step == 2 and resumed.train.max_steps == 3
+    resumed.fit()
+    saved = json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))
+    assert saved["train"]["max_steps"] == 3  # the budget it continued with

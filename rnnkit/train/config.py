@@ -224,5 +224,12 @@ def check_type(where: str, annotation: str, value) -> None:
         raise UserError(f"{where}: expected {text}, got {value!r}")
 
 
+def known_settings(kind, values: dict | None):
+    """The settings dataclass ``kind`` from a saved dict; keys it does not know (a run saved
+    by another rnnkit version) are left out."""
+    known = {item.name for item in fields(kind)}
+    return kind(**{key: value for key, value in (values or {}).items() if key in known})
+
+
 def flag(name: str) -> str:
     return name.replace("_", "-")

@@ -1,0 +1,104 @@
+"""Starting and resuming a run folder, the same for every app (language model, classifier,
+forecaster).
+
+A fresh run claims its folder (:func:`claim_run_folder`: one that already holds a run is
+refused, except when the elastic launcher restarted a failed group, which resumes it) and
+saves its configuration (:func:`write_run_config`). ``--resume RUN`` loads the folder's
+``last`` checkpoint (:func:`load_last`), takes the saved configuration with only the budgets
+changed (:func:`resumed_config`, which also joins the process group), and hands the
+checkpoint to the trainer (:func:`continue_run`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from rnnkit.errors import UserError
+from rnnkit.train import distributed
+from rnnkit.train.checkpoint import Checkpoint, is_checkpoint, load_checkpoint, write_json_atomic
+from rnnkit.train.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+# what a resumed run may change: budgets and bookkeeping, never what decides the numbers
+RESUMABLE = {f"train.{name}" for name in ("max_steps", "epochs", "time_budget", "patience",
+                                          "log_every", "threads", "dist_timeout")}
+BUDGET_FLAGS = "--max-steps, --epochs, --time-budget, --patience"
+
+Resumed = TypeVar("Resumed")
+
+
+def claim_run_folder(run_dir: Path, train: TrainConfig,
+                     resume: Callable[[Path], Resumed]) -> tuple[distributed.Context,
+                                                                 Resumed | None]:
+    """Join the process group and check that ``run_dir`` holds no run yet.
+
+    Returns the distributed context and None; but when the elastic launcher restarted the
+    group after a rank failed and the folder has a ``last`` checkpoint, what ``resume``
+    gives for it (the command line is the one that started the run)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--out {run_dir} is a file; expected a run folder (it is created if "
+                        f"missing)")
+    ranks = distributed.init(train.threads, train.dist_timeout)
+    if (run_dir / "last").exists() or (run_dir / "best").exists():
+        if distributed.restart_count() and (run_dir / "last").exists():
+            logger.info("Restart %d: resuming %s", distributed.restart_count(), run_dir)
+            return ranks, resume(run_dir)
+        raise UserError(f"--out {run_dir} already holds a run; continue it with --resume "
+                        f"{run_dir} or choose another --out")
+    return ranks, None
+
+
+def write_run_config(run_dir: Path, config, ranks: distributed.Context) -> None:
+    """Rank 0 creates the run folder and saves ``config.json`` (the resolved settings)."""
+    if not ranks.is_main:
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run_dir / "config.json", config.to_dict())
+    if distributed.restart_count():  # records of an attempt that saved no checkpoint
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+
+
+def load_last(path: str | Path) -> Checkpoint:
+    """The ``last`` checkpoint of the run folder ``path`` (not a checkpoint folder)."""
+    path = Path(path)
+    if is_checkpoint(path):
+        raise UserError(f"--resume takes the run folder, not the checkpoint {path}; "
+                        f"try --resume {path.resolve().parent.parent}")
+    return load_checkpoint(path, "last")
+
+
+def flag_name(dotted: str) -> str:
+    return "--" + dotted.rpartition(".")[2].replace("_", "-")
+
+
+def train_overrides(overrides: dict) -> dict:
+    """Plain names (``max_steps``) as the training settings they are (``train.max_steps``)."""
+    return {name if "." in name else f"train.{name}": value for name, value in overrides.items()}
+
+
+def resumed_config(config, overrides: dict) -> tuple[object, distributed.Context]:
+    """The saved ``config`` with ``overrides`` (``{"train.max_steps": 20, ...}``) applied and
+    validated, and the process group joined with its threads and timeout; a setting outside
+    the budgets and bookkeeping is refused."""
+    refused = sorted(set(overrides) - RESUMABLE)
+    if refused:
+        raise UserError(f"--resume continues the run with its saved settings; "
+                        f"{', '.join(map(flag_name, refused))} cannot change (only budgets: "
+                        f"{BUDGET_FLAGS})")
+    for dotted, value in overrides.items():
+        section, _, key = dotted.partition(".")
+        setattr(getattr(config, section), key, value)
+    config.train.validate()
+    return config, distributed.init(config.train.threads, config.train.dist_timeout)
+
+
+def continue_run(trainer, checkpoint: Checkpoint, config, path: str | Path):
+    """``trainer`` at the checkpoint's step; rank 0 saves the (budget-changed) config."""
+    trainer.resume(checkpoint)
+    if trainer.dist.is_main:
+        write_json_atomic(Path(path) / "config.json", config.to_dict())
+    return trainer
