@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -22,22 +23,24 @@ from tests.test_lm_helpers import tiny_config, write_corpus
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 TIMING = ("elapsed", "tokens_per_second", "examples_per_second")
+APPS = ["language_model", "classifier", "forecaster"]
 
 
-def start(app: str, tmp_path, out: str, steps: int):
-    """A fresh run of ``app`` (tiny, dropout on) logging every step, evaluating every 5."""
+def start(app: str, tmp_path, out: str, steps: int, log_every: int = 1):
+    """A fresh run of ``app`` (tiny, dropout on) logging every ``log_every`` steps the mean
+    training loss since the last log, evaluating every 5."""
     if app == "language_model":
         config = tiny_config(write_corpus(tmp_path), tmp_path / out, tmp_path / "cache",
-                             max_steps=steps)
+                             max_steps=steps, log_every=log_every)
         return start_run(config)
     if app == "classifier":
         config = classify_config(write_reviews(tmp_path / "reviews.tsv", 120, seed=3),
                                  tmp_path / out, steps)
-        config.train.log_every = 1
+        config.train.log_every = log_every
         return start_classifier(config)[0]
     config = sine_config(write_sine(tmp_path, count=160), tmp_path / out, steps)
     config.model.dropout = 0.2
-    config.train.eval_every, config.train.log_every = 5, 1
+    config.train.eval_every, config.train.log_every = 5, log_every
     return start_forecast(config)
 
 
@@ -57,13 +60,21 @@ def interrupt_at(step: int):
     return hook
 
 
+def interrupt_at_evaluation(step: int):
+    def hook(trainer, record):
+        if record["step"] == step:
+            trainer._interrupted = True  # Ctrl-C during the evaluation: stop after it
+
+    return hook
+
+
 def records(run_dir) -> list[dict]:
     """metrics.jsonl without the clock's numbers."""
     return [{key: value for key, value in record.items() if key not in TIMING}
             for record in read_metrics(run_dir)]
 
 
-@pytest.mark.parametrize("app", ["language_model", "classifier", "forecaster"])
+@pytest.mark.parametrize("app", APPS)
 def test_every_app_resumes_bit_identically_from_a_step_between_evaluations(app, tmp_path):
     straight = start(app, tmp_path, "straight", 12)
     assert isinstance(straight, TrainingLoop)
@@ -84,6 +95,24 @@ def test_every_app_resumes_bit_identically_from_a_step_between_evaluations(app, 
         assert torch.equal(a, b), name
 
 
+@pytest.mark.parametrize("app", APPS)
+def test_the_loss_logged_after_a_resume_is_the_uninterrupted_runs(app, tmp_path):
+    """Logged every 3 steps, stopped at step 5: the loss logged at step 6 after the resume
+    is the mean of steps 4, 5 and 6, as in the run that never stopped (the window of losses
+    since the last log is saved in the trainer state)."""
+    straight = start(app, tmp_path, "straight", 12, log_every=3)
+    straight.fit()
+    stopped = start(app, tmp_path, "stopped", 12, log_every=3)
+    stopped.on_eval.append(interrupt_at_evaluation(5))
+    assert stopped.fit().stopped == "interrupted"
+    state = load_checkpoint(tmp_path / "stopped", "last").trainer_state
+    assert (state["step"], state["window_steps"]) == (5, 2)
+    resume(app, tmp_path / "stopped", 12).fit()
+    expected = records(tmp_path / "straight")
+    assert [r["step"] for r in expected if r["kind"] == "train"] == [3, 6, 9, 12]
+    assert records(tmp_path / "stopped") == expected  # the loss at step 6 included, exactly
+
+
 def test_a_run_saved_before_the_loop_was_shared_resumes(tmp_path):
     """Trainer states written by the language model's own loop named the count ``tokens``,
     the scores ``best_val_loss`` / ``last_val_loss`` and the hash ``content_hash``."""
@@ -96,14 +125,13 @@ def test_a_run_saved_before_the_loop_was_shared_resumes(tmp_path):
     for old, new in (("tokens", "seen"), ("best_val_loss", "best_score"),
                      ("last_val_loss", "last_score"), ("content_hash", "data_hash")):
         state[old] = state.pop(new)
+    del state["window_loss"], state["window_steps"]  # (empty: it was logged at step 7)
     torch.save(state, path)
     resumed = resume("language_model", tmp_path / "stopped", 12)
     assert resumed.progress.tokens == 7 * 4 * 16
     resumed.fit()
     assert records(tmp_path / "stopped") == records(tmp_path / "straight")
 
-
-APPS = ["language_model", "classifier", "forecaster"]
 CHANGED_LR = {"language_model": {"train.lr": 0.5}, "classifier": {"lr": 0.5},
               "forecaster": {"train.lr": 0.5}}
 RESUME = {"language_model": resume_run, "classifier": resume_classifier,
@@ -117,7 +145,8 @@ def test_every_app_starts_and_resumes_a_run_folder_alike(app, tmp_path):
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(UserError, match=r"^--out \S+file is a file; expected a run folder"):
         start(app, tmp_path, "file", 2)
-    start(app, tmp_path, "run", 2).fit()
+    first = start(app, tmp_path, "run", 2)
+    first.fit()
     with pytest.raises(UserError, match=r"^--out \S+run already holds a run; continue it with "
                                         r"--resume \S+run or choose another --out$"):
         start(app, tmp_path, "run", 2)
@@ -126,7 +155,8 @@ def test_every_app_starts_and_resumes_a_run_folder_alike(app, tmp_path):
         RESUME[app](tmp_path / "run" / "last", {})
     with pytest.raises(UserError, match=r"^--resume continues the run with its saved settings; "
                                         r"--lr cannot change \(only budgets: --max-steps, "
-                                        r"--epochs, --time-budget, --patience\)$"):
+                                        r"--epochs, --time-budget, --patience\); the run has "
+                                        + re.escape(f"lr = {first.train.lr!r}") + "$"):
         RESUME[app](tmp_path / "run", CHANGED_LR[app])
     resumed = RESUME[app](tmp_path / "run", {"train.max_steps": 3})
     assert resumed.progress.step == 2 and resumed.train.max_steps == 3

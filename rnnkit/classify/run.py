@@ -279,10 +279,12 @@ def load_classifier(path: str | Path, tag: str = "best") -> ClassifierRun:
 
 def resume_classifier(path: str | Path, overrides: dict, progress: bool = False):
     """Continue the run folder ``path`` from its last checkpoint; only budgets may change
-    (``overrides``: ``{"max_steps": 20}`` or ``{"train.max_steps": 20}``)."""
+    (``overrides``: ``{"max_steps": 20}`` or ``{"train.max_steps": 20}``; other settings,
+    ``{"model.hidden": 12}``, only as saved)."""
     checkpoint = resume.load_last(path)
     run = _from_checkpoint(checkpoint)
-    config, _ = resume.resumed_config(run.config, resume.train_overrides(overrides))
+    config, _ = resume.resumed_config(run.config, resume.train_overrides(overrides),
+                                      {"model.bidirectional": "--unidirectional"})
     data = ClassifyData(config.data, config.train.seed, run.encoder.tokenizer, run.classes)
     run.model.train()
     trainer = SupervisedTrainer(run.model, ClassifyTask(config, data), config.train, path,

@@ -224,7 +224,8 @@ def _from_checkpoint(checkpoint) -> ForecastRun:
 
 def resume_forecast(path: str | Path, overrides: dict, progress: bool = False):
     """Continue the run folder ``path`` from its last checkpoint; only budgets may change
-    (``overrides``: ``{"max_steps": 20}`` or ``{"train.max_steps": 20}``)."""
+    (``overrides``: ``{"max_steps": 20}`` or ``{"train.max_steps": 20}``; other settings,
+    ``{"model.hidden": 32}``, only as saved)."""
     checkpoint = resume.load_last(path)
     run = _from_checkpoint(checkpoint)
     config, _ = resume.resumed_config(run.config, resume.train_overrides(overrides))

@@ -97,6 +97,10 @@ class Progress:
     last_score: float = math.inf
     evals_without_improvement: int = 0
     last_eval_step: int = -1
+    # the training losses since the last logged step (their mean is the next one logged):
+    # saved, so the first loss logged after a resume is the uninterrupted run's
+    window_loss: float = 0.0
+    window_steps: int = 0
 
     # the names each app's callers know
     tokens = property(lambda self: self.seen)
@@ -195,8 +199,9 @@ class TrainingLoop:
         self.schedule.load_state_dict(state["schedule"])
         distributed.restore_rng(state, self.dist, self.train.seed)
         self.task.load_state_dict(state, self.dist)
+        fresh = Progress()  # (runs saved before the loss window was kept start it empty)
         for name in PROGRESS_FIELDS:
-            setattr(self.progress, name, state[name])
+            setattr(self.progress, name, state.get(name, getattr(fresh, name)))
         self.metrics.truncate_after(self.progress.step)
         logger.debug("Resumed at step %d (epoch %d, batch %d)", self.progress.step,
                      self.progress.epoch, self.progress.batch_index)
@@ -349,8 +354,7 @@ class TrainingLoop:
             else None
         bar = tqdm(total=self.total_steps or None, initial=progress.step, unit="step",
                    disable=not self.progress_bar, dynamic_ncols=True)
-        window_loss, window_units, window_steps = 0.0, 0, 0
-        window_start = time.perf_counter()
+        window_units, window_start = 0, time.perf_counter()  # this session's, for the rate
         session_start = time.perf_counter() - progress.elapsed
         self._session_start, self._agreed_elapsed = session_start, progress.elapsed
         stopped = self._budget_spent()
@@ -358,13 +362,14 @@ class TrainingLoop:
             while stopped is None:
                 loss, count = self.train_step()
                 progress.elapsed = self._clock(session_start)
-                window_loss += loss
-                window_steps += 1
+                progress.window_loss += loss
+                progress.window_steps += 1
                 window_units += count
                 bar.update(1)
                 if progress.step % train.log_every == 0:
                     rate = window_units / max(time.perf_counter() - window_start, 1e-9)
-                    record = self._train_record(window_loss / window_steps, rate)
+                    record = self._train_record(progress.window_loss / progress.window_steps,
+                                                rate)
                     self.metrics.write(record)
                     extras = self.task.loss_metrics(record["loss"])
                     bar.set_postfix(loss=f"{record['loss']:.4f}", **{
@@ -373,8 +378,8 @@ class TrainingLoop:
                                             f"{rate:.0f}"})
                     for hook in self.on_step:
                         hook(self, record)
-                    window_loss, window_units, window_steps = 0.0, 0, 0
-                    window_start = time.perf_counter()
+                    progress.window_loss, progress.window_steps = 0.0, 0
+                    window_units, window_start = 0, time.perf_counter()
                 if progress.step % self.eval_every == 0 or self._budget_spent() is not None:
                     self.validate()
                     progress.elapsed = self._clock(session_start)

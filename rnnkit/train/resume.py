@@ -80,18 +80,32 @@ def train_overrides(overrides: dict) -> dict:
     return {name if "." in name else f"train.{name}": value for name, value in overrides.items()}
 
 
-def resumed_config(config, overrides: dict) -> tuple[object, distributed.Context]:
+def resumed_config(config, overrides: dict,
+                   flags: dict[str, str] | None = None) -> tuple[object, distributed.Context]:
     """The saved ``config`` with ``overrides`` (``{"train.max_steps": 20, ...}``) applied and
-    validated, and the process group joined with its threads and timeout; a setting outside
-    the budgets and bookkeeping is refused."""
-    refused = sorted(set(overrides) - RESUMABLE)
-    if refused:
-        raise UserError(f"--resume continues the run with its saved settings; "
-                        f"{', '.join(map(flag_name, refused))} cannot change (only budgets: "
-                        f"{BUDGET_FLAGS})")
+    validated, and the process group joined with its threads and timeout.
+
+    Budgets and bookkeeping may change; any other setting given must have its saved value (a
+    command line repeated with ``--resume`` added is accepted), or it is refused with the
+    value the run has. ``flags`` names the flag of a setting whose flag is not its name
+    (``{"model.bidirectional": "--unidirectional"}``)."""
+    changed = {}
     for dotted, value in overrides.items():
-        section, _, key = dotted.partition(".")
-        setattr(getattr(config, section), key, value)
+        if dotted not in RESUMABLE:
+            section, _, key = dotted.partition(".")
+            saved = getattr(getattr(config, section), key) if key else getattr(config, section)
+            if value != saved:
+                changed[dotted] = saved
+    if changed:
+        names = ", ".join((flags or {}).get(dotted) or flag_name(dotted) for dotted in changed)
+        saved = ", ".join(f"{dotted.rpartition('.')[2]} = {value!r}"
+                          for dotted, value in changed.items())
+        raise UserError(f"--resume continues the run with its saved settings; {names} cannot "
+                        f"change (only budgets: {BUDGET_FLAGS}); the run has {saved}")
+    for dotted, value in overrides.items():
+        if dotted in RESUMABLE:
+            section, _, key = dotted.partition(".")
+            setattr(getattr(config, section), key, value)
     config.train.validate()
     return config, distributed.init(config.train.threads, config.train.dist_timeout)
 
