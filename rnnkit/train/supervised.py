@@ -1,4 +1,4 @@
-"""The training loop of models that read independent examples: classifiers and forecasters.
+"""Training models that read independent examples: classifiers and forecasters.
 
 Unlike the language-model trainer there is no state carried between batches: every batch is
 a set of whole sequences (or windows). The app's task supplies three things — the batches
@@ -103,8 +103,10 @@ class ExamplesTask:
     def loss_metrics(self, loss: float) -> dict:
         return {}
 
-    def validate(self, model, dist: distributed.Context) -> dict:
-        return self.task.validate(model, dist) if dist.enabled else self.task.validate(model)
+    def validate(self, model, dist: distributed.Context | None = None) -> dict:
+        if dist is not None and dist.enabled:
+            return self.task.validate(model, dist)
+        return self.task.validate(model)
 
     def checkpoint_config(self) -> dict:
         return self.task.checkpoint_config()

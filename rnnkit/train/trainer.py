@@ -1,4 +1,4 @@
-"""The training loop of a language model: truncated BPTT over contiguous streams.
+"""Training a language model: truncated BPTT over contiguous streams (``Trainer``).
 
 The recurrent state is carried from batch to batch and detached (char-rnn, pytorch/examples
 word_language_model); it restarts at zero when the streams restart at a new epoch. This
