@@ -170,6 +170,13 @@ def format_row(row: dict) -> str:
     return " | ".join(parts)
 
 
+PEAK_NOTE = (
+    "peak: rnnkit's GF/s as a share of those of one 2048x2048 fp32 torch.mm timed at the start "
+    "of this run, a reference and not a hardware limit: a layer whose smaller GEMMs stay in "
+    "cache, or that ran while the machine was less loaded or clocked higher, can exceed 100%"
+)
+
+
 def format_environment(info: dict) -> str:
     return (
         f"rnnkit {info['rnnkit']} (backend {info['backend']}) vs torch.nn {info['torch']}, "

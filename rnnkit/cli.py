@@ -13,6 +13,8 @@ import logging
 import sys
 
 from rnnkit import __version__
+from rnnkit.commands.helptext import TeachingFormatter, examples
+from rnnkit.commands.output import NORMAL, QUIET, VERBOSE
 from rnnkit.errors import UserError
 
 COMMAND_MODULES = (
@@ -28,13 +30,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rnnkit",
         description="Recurrent networks (RNN, GRU, LSTM) you can read, run fast and look inside.",
+        epilog=examples("rnnkit demo", "rnnkit train corpus.txt --time-budget 600",
+                        "rnnkit sample runs/corpus-char --prime 'ROMEO:'",
+                        "rnnkit classify train reviews.tsv",
+                        "rnnkit forecast train sales.csv --target Sales --horizon 12",
+                        "rnnkit explore runs/corpus-char --open"),
     )
     parser.add_argument("--version", action="version", version=f"rnnkit {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    add_verbosity(parser, default=False)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
+    parser.formatter_class = TeachingFormatter
+    for command in _subcommand_parsers(parser):  # -q / -v also after the command's name
+        add_verbosity(command, default=argparse.SUPPRESS)
+        command.formatter_class = TeachingFormatter  # every default shown, examples as written
     return parser
+
+
+def add_verbosity(parser: argparse.ArgumentParser, default) -> None:
+    """-q / -v; a subcommand's copies default to SUPPRESS so they never undo the main one's."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", default=default,
+                       help="quiet: only the result, warnings and errors (no settings, no "
+                            "progress lines)")
+    group.add_argument("-v", "--verbose", action="store_true", default=default,
+                       help="also print every setting at the start of a training run")
+
+
+def _subcommand_parsers(parser: argparse.ArgumentParser):
+    """Every parser below ``parser`` (commands, and subcommands such as ``classify train``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):  # aliases listed once
+                yield child
+                yield from _subcommand_parsers(child)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    if args.quiet and args.verbose:  # one before the command, the other after it
+        print("rnnkit: error: choose one of -q (quiet) and -v (verbose)", file=sys.stderr)
+        return 2
+    args.verbosity = QUIET if args.quiet else VERBOSE if args.verbose else NORMAL
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(message)s",

@@ -65,6 +65,8 @@ def test_cli_bench_table_and_bad_sizes(capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "(backend reference)" in out and bench.HEADER in out
-    assert out.strip().splitlines()[-1].startswith("lstm       1      4    2 |")
+    *_, last_row, note = out.strip().splitlines()
+    assert last_row.startswith("lstm       1      4    2 |")
+    assert note == bench.PEAK_NOTE and "exceed 100%" in note  # what peak means, why > 100%
     assert main(["bench", "--hidden", "0"]) == 2
     assert "--hidden takes positive integers, got 0" in capsys.readouterr().err

@@ -68,6 +68,22 @@ def test_train_eval_predict(tmp_path):
     assert sum(probabilities) == pytest.approx(1.0, abs=1e-3)
     evals = [r for r in read_metrics(tmp_path / "run") if r["kind"] == "eval"]
     assert [r["step"] for r in evals] == [40, 80] and "val_macro_f1" in evals[0]
+    # empty and blank lines: a row each, marked, with no label; the other rows as before
+    with_empty = rnnkit("classify", "predict", tmp_path / "run", "-", cwd=tmp_path,
+                        stdin="\n연기 정말 좋아\n   \n별로 영화\n")
+    assert with_empty.returncode == 0, with_empty.stderr
+    rows = with_empty.stdout.splitlines()
+    assert rows[0] == rows[2] == "-\t(empty line: nothing to classify)"
+    for row, before in ((rows[1], first), (rows[3], second)):
+        assert row.split("\t")[0] == before.split("\t")[0]
+        assert [float(p.split(":")[1]) for p in row.split("\t")[1].split()] == pytest.approx(
+            [float(p.split(":")[1]) for p in before.split("\t")[1].split()], abs=2e-4)
+    assert with_empty.stderr == "rnnkit: note: 2 empty line(s) not classified (line 1, 3)\n"
+    as_json = rnnkit("classify", "predict", tmp_path / "run", "-", "--json", cwd=tmp_path,
+                     stdin="별로 영화\n\n")
+    objects = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert objects[0]["label"] == "0" and objects[1] == {"label": None, "probabilities": None,
+                                                         "empty": True}
 
 
 def tiny_config(path, out, steps):

@@ -114,7 +114,16 @@ FORECAST = [
     # ---- forecast train: what to read
     case("forecast train", "give the series", "DATA.csv --target COLUMN --horizon H",
          id="train-no-data"),
-    case("forecast train m.csv --horizon 3", "--target is required", id="train-no-target"),
+    case("forecast train m.csv --horizon 3", "--target is required: the column of m.csv to "
+         "forecast; its columns are 'month', 'value', 'other'", id="train-no-target"),
+    case("forecast train m.csv", "--target is required", "'month', 'value', 'other'",
+         id="train-no-target-no-horizon"),  # --target first: its fix needs the columns
+    case("forecast train none.csv", "DATA none.csv does not exist or is not a file",
+         id="train-missing-file-before-target"),
+    case("forecast train m.csv --target Sales", "m.csv: no column 'Sales' (--target); the "
+         "columns found are 'month', 'value', 'other'", id="train-wrong-target-no-horizon"),
+    case("forecast train m.csv --target value --covariates nope", "m.csv: no column 'nope' "
+         "(--covariates)", id="train-wrong-covariate-no-horizon"),
     case("forecast train m.csv --target value", "--horizon is required", id="train-no-horizon"),
     case("forecast train none.csv --target value --horizon 3",
          "DATA none.csv does not exist or is not a file", id="train-missing-file"),
@@ -194,7 +203,11 @@ FORECAST = [
     case("forecast train m.csv --target value --horizon -2 --out new",
          "--lookback and --horizon must be positive, got 24 and -2", id="train-horizon-negative"),
     case("forecast train m.csv --target value --horizon 20 --out new",
-         "--horizon 20 is longer than the series allows", "--lookback 24 + --horizon 20 = 44",
+         "--lookback 24 is longer than the series allows: with --horizon 20 a training window "
+         "reads at most 16 points (the training part has 36 of the series' 60); give --lookback "
+         "16 or less", id="train-lookback-too-long"),
+    case("forecast train m.csv --target value --horizon 36 --lookback 1 --out new",
+         "--horizon 36 is longer than the series allows", "--lookback 1 + --horizon 36 = 37",
          "the training part has 36", id="train-horizon-too-long"),
     case(TRAIN + " --lookback 3 --val-size 2", "--horizon 3 is longer than the val part "
          "(2 points) allows", "(--val-size)", id="train-horizon-longer-than-val"),

@@ -14,16 +14,20 @@ from rnnkit.errors import UserError
 from rnnkit.train.config import DataConfig
 
 
-def test_folder_corpus_is_sorted_text_files_joined_by_line_breaks(tmp_path):
+def test_folder_corpus_is_sorted_txt_files_joined_by_line_breaks(tmp_path, caplog):
     (tmp_path / "b.txt").write_text("second")
-    (tmp_path / "a.md").write_text("first\r\nline\n")
+    (tmp_path / "a.txt").write_text("first\r\nline\n")
+    (tmp_path / "README.md").write_text("# about this corpus\n")
     (tmp_path / "image.png").write_bytes(b"\x89PNG\0\0")
     (tmp_path / ".hidden").mkdir()
     (tmp_path / ".hidden" / "c.txt").write_text("hidden")
-    corpus = Corpus(tmp_path)
-    assert [file.name for file in corpus.files] == ["a.md", "b.txt"]
+    with caplog.at_level("INFO", logger="rnnkit.data.corpus"):
+        corpus = Corpus(tmp_path)
+    assert [file.name for file in corpus.files] == ["a.txt", "b.txt"]
     assert corpus.read() == "first\nline\nsecond\n"  # each file ends its last line
     assert len(corpus.content_hash) == 64
+    assert caplog.messages == [f"Corpus folder {tmp_path}: reading 2 .txt file(s): a.txt, "
+                               f"b.txt; not read: README.md, image.png"]
 
 
 @pytest.mark.parametrize(

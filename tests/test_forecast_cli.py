@@ -118,8 +118,9 @@ def test_train_backtest_predict_with_quantiles(tmp_path):
 @pytest.mark.parametrize("flags, message", [
     (["--target", "Sales"], "no column 'Sales' (--target); the columns found are 'Month', "
                             "'Passengers'"),
-    (["--target", "Passengers", "--lookback", "60"], "--horizon 6 is longer than the series "
-                                                     "allows"),
+    (["--target", "Passengers", "--lookback", "60"], "--lookback 60 is longer than the series "
+                                                     "allows: with --horizon 6 a training window "
+                                                     "reads at most"),
     (["--target", "Passengers", "--fill", "sometimes"], "--fill must be one of"),
     (["--target", "Passengers", "--quantiles", "0.9,0.1"], "--quantiles must be increasing"),
 ])

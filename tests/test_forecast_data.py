@@ -4,6 +4,7 @@ scaling fitted on the training part only, windows, baselines and error metrics."
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -138,11 +139,29 @@ def test_scaling_is_fitted_on_the_training_part_only(tmp_path):
 
 def test_horizon_longer_than_the_series_allows():
     split = chronological_split(40, 0.2, 0.2)
-    with pytest.raises(UserError, match=r"--horizon 20 is longer than the series allows.*"
-                       r"24 of the series' 40"):
+    with pytest.raises(UserError, match=r"--lookback 10 is longer than the series allows: with "
+                       r"--horizon 20 a training window reads at most 4 points.*24 of the "
+                       r"series' 40\); give --lookback 4 or less"):
         check_windows(split, lookback=10, horizon=20)
+    with pytest.raises(UserError, match=r"--horizon 24 is longer than the series allows.*"
+                       r"24 of the series' 40"):
+        check_windows(split, lookback=1, horizon=24)
     with pytest.raises(UserError, match=r"--horizon 10 is longer than the val part \(8"):
         check_windows(split, lookback=4, horizon=10)
+
+
+@pytest.mark.parametrize("length, horizon", [(40, 3), (100, 7), (200, 20), (150, 29)])
+def test_the_longest_lookback_named_is_the_longest_that_fits(length, horizon):
+    """The --lookback the error names is exact: it gives a training window, one more gives
+    none (a window's inputs and targets lie in the series, its targets in the train part)."""
+    split = chronological_split(length, 0.2, 0.2)
+    with pytest.raises(UserError, match=r"at most (\d+) points") as raised:
+        check_windows(split, lookback=split.train_end, horizon=horizon)
+    longest = int(re.search(r"at most (\d+) points", str(raised.value)).group(1))
+    origins = check_windows(split, lookback=longest, horizon=horizon)["train"]
+    assert origins and min(origins) - longest >= 0 and max(origins) + horizon <= split.train_end
+    with pytest.raises(UserError, match=rf"--lookback {longest + 1} is longer"):
+        check_windows(split, lookback=longest + 1, horizon=horizon)
 
 
 def test_baselines_and_metrics_by_hand():

@@ -29,8 +29,8 @@ def rnnkit(*args, cwd):
 def test_train_sample_eval_in_subprocesses(tmp_path):
     corpus = write_corpus(tmp_path, VERSE * 3)
     valid = write_corpus(tmp_path, VERSE, name="valid.txt")
-    trained = rnnkit("train", corpus, "--val", valid, "--out", tmp_path / "run", "--cache-dir",
-                     tmp_path / "cache", *TINY, cwd=tmp_path)
+    trained = rnnkit("-v", "train", corpus, "--val", valid, "--out", tmp_path / "run",
+                     "--cache-dir", tmp_path / "cache", *TINY, cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
     assert "[model]" in trained.stdout and 'cell = "lstm"' in trained.stdout
     assert "Stopped at step 20 (max steps)" in trained.stdout
@@ -78,7 +78,7 @@ def test_config_file_and_flag_overrides(tmp_path, capsys):
     toml = tmp_path / "run.toml"
     toml.write_text(f'[data]\npath = "{corpus}"\ncache_dir = "{tmp_path / "cache"}"\n'
                     '[model]\ncell = "gru"\nhidden = 12\n[train]\nmax_steps = 3\nlr = 0.5\n')
-    assert main(["train", "--config", str(toml), "--lr", "0.01", "--embedding", "8",
+    assert main(["-v", "train", "--config", str(toml), "--lr", "0.01", "--embedding", "8",
                  "--batch-size", "4", "--seq-len", "8", "--out", str(tmp_path / "run"),
                  "--no-progress"]) == 0
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -131,7 +131,6 @@ def bad_inputs(tmp_path):
         (train + [str(good), "--batch-size", "0"], "--batch-size must be a positive integer"),
         (train + [str(good), "--cell", "lstm2"], "--cell must be one of"),
         (train + [str(good), "--bidirectional"], "bidirectional layers cannot be used"),
-        (train + [str(good), "--schedule", "cosine"], "cosine needs a budget"),
         (train + [str(good), "--cell", "gru", "--peephole"], "`peephole` is an LSTM option"),
         (train + [str(good), "--zoneout", "1.2"], "zoneout .* must be a probability in"),
         (train + [str(good), "--cell", "gru", "--zoneout-cell", "0.1"], "needs --cell lstm"),

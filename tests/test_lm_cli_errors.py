@@ -242,9 +242,6 @@ LANGUAGE_MODEL = [
          "got 'step'", id="train-bad-schedule"),
     case(TRAIN + " --plateau-factor 0", "--plateau-factor must be in (0, 1], got 0.0",
          id="train-plateau-factor-zero"),
-    case("train c.txt --out new --no-progress --schedule cosine", "--schedule cosine needs a "
-         "budget to decay over: --max-steps, --epochs or --time-budget",
-         id="train-cosine-without-budget"),
     case(TRAIN + " --schedule cosine --lr 0.001 --min-lr 0.01", "--min-lr 0.01 is above --lr "
          "0.001", id="train-cosine-min-lr-above-lr"),
     case("train c.txt --no-progress --out " + LM, "--out {R}/lm already holds a run; continue "
@@ -350,9 +347,8 @@ LANGUAGE_MODEL = [
          id="sample-length-zero"),
     case("sample " + LM + " --length -3", "--length must be at least 1, got -3",
          id="sample-length-negative"),
-    case("sample " + LM + " --temperature 0", "--temperature must be a finite positive "
-         "number, got 0.0",
-         id="sample-temperature-zero"),
+    case("sample " + LM + " --temperature 0", "--temperature must be positive, got 0; for the "
+         "likeliest token at every step use --greedy", id="sample-temperature-zero"),
     case("sample " + LM + " --temperature nan", "--temperature must be a finite positive "
          "number, got nan", id="sample-temperature-nan"),
     case("sample " + LM + " --temperature inf", "--temperature must be a finite positive "
@@ -365,8 +361,19 @@ LANGUAGE_MODEL = [
          id="sample-top-p-above-one"),
     case("sample " + LM + " --top-p nan", "--top-p must be in (0, 1], got nan",
          id="sample-top-p-nan"),
-    case("sample " + LM + " --beam -1", "--beam must be 0 (off) or a positive width, got -1",
+    case("sample " + LM + " --beam -1", "--beam must be at least 1 (the beam's width), got -1",
          id="sample-beam-negative"),
+    case("sample " + LM + " --beam 0", "--beam must be at least 1 (the beam's width), got 0",
+         id="sample-beam-zero"),
+    case("sample " + LM + " --greedy --temperature 0.5", "--greedy does not sample, so "
+         "--temperature would be ignored; drop --temperature or --greedy",
+         id="sample-greedy-and-temperature"),
+    case("sample " + LM + " --greedy --top-k 5 --top-p 0.9", "--greedy does not sample, so "
+         "--top-k and --top-p would be ignored", id="sample-greedy-and-top-k-top-p"),
+    case("sample " + LM + " --beam 3 --top-k 5", "--beam does not sample, so --top-k would be "
+         "ignored; drop --top-k or --beam", id="sample-beam-and-top-k"),
+    case("sample " + LM + " --beam 3 --temperature 1", "--beam does not sample, so "
+         "--temperature would be ignored", id="sample-beam-and-temperature-at-its-default"),
     case("sample " + LM + " --beam 2 --greedy", "choose one of --greedy and --beam",
          id="sample-beam-and-greedy"),
     case("sample " + LM + " --prime Zebra", "--prime 'Zebra':", "'b'",
@@ -446,3 +453,16 @@ def test_language_model_bad_input_is_one_line(case_files, args, expected, after_
                                               runs, tmp_path, monkeypatch, capsys):
     check_one_line(case_files, args, expected, after_tokenising, runs, tmp_path, monkeypatch,
                    capsys)
+
+
+def test_sample_beam_of_one_is_greedy_and_defaults_do_not_conflict(runs, capsys):
+    """``--beam 1`` (the narrowest beam allowed) gives --greedy's text, and --greedy or --beam
+    alone is accepted: the sampling options' defaults are not counted as given."""
+    lm = str(runs / "lm")
+    texts = []
+    for choice in (["--greedy"], ["--beam", "1"]):
+        status, out, err = run_cli(["sample", lm, "--length", "30", "--prime", "And", *choice],
+                                   capsys)
+        assert status == 0 and "error" not in err, err
+        texts.append(out)
+    assert texts[0] == texts[1] and texts[0].startswith("And")

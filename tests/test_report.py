@@ -4,6 +4,7 @@ with its images embedded; the report opens in headless Chromium and every image 
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 import shutil
@@ -28,11 +29,21 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture
 def run_folder(tmp_path) -> Path:
+    return make_run(tmp_path, layers=1)
+
+
+def make_run(tmp_path, layers: int, folder: bool = False) -> Path:
     corpus = tmp_path / "corpus.txt"
+    if folder:  # a folder corpus: the passage comes from its last .txt file
+        (tmp_path / "corpus").mkdir()
+        (tmp_path / "corpus" / "a.txt").write_text("Zzz\n", encoding="utf-8")
+        corpus = tmp_path / "corpus" / "b.txt"
     corpus.write_text(CORPUS, encoding="utf-8")
+    corpus = corpus.parent if folder else corpus
     tokenizer = CharTokenizer.train([CORPUS])
     config = RunConfig(data=DataConfig(path=str(corpus)), model=ModelConfig(
-        vocab_size=tokenizer.vocab_size, layers=1, hidden=16, embedding=8, backend="reference"))
+        vocab_size=tokenizer.vocab_size, layers=layers, hidden=16, embedding=8,
+        backend="reference"))
     torch.manual_seed(0)
     model = LanguageModel(config.model)
     run = tmp_path / "run"
@@ -58,11 +69,51 @@ def test_language_model_report(run_folder, capsys):
     assert len(images) >= 6 and all(image.startswith(PNG_SIGNATURE) for image in images)
     for heading in ("Learning curves", "Gradient flow over the passage", "Gates over the text",
                     "Cells that track the text", "Gate saturation", "Samples"):
-        assert f"<h2>{heading}</h2>" in page
+        assert f"<h2>{heading}" in page
     assert "cell 5" in page and "inside quotes" in page
     spans = re.findall(r'<span style="background:rgb\(\d+,\d+,\d+\)" title="(-?[\d.]+)">', page)
     assert len(spans) >= 200  # a coloured span per character, several times over
     assert "src=\"http" not in page  # self-contained
+
+
+def test_report_opens_with_a_settings_table_and_names_what_each_plot_shows(tmp_path, capsys,
+                                                                            monkeypatch):
+    """The config as a short table with the whole config.json folded under it; the learning
+    curves' axis says train / validation loss (not "test"); every gate plot names its layer
+    (read from the matplotlib figures the page's images are drawn from)."""
+    from rnnkit.diagnostics import plots
+
+    run = make_run(tmp_path, layers=2, folder=True)
+    drawn = []  # per figure: (title, y label) of each titled axis
+    real_png = plots._png
+
+    def recording_png(figure):
+        drawn.append([(axis.get_title(), axis.get_ylabel()) for axis in figure.axes
+                      if axis.get_title()])
+        return real_png(figure)
+
+    monkeypatch.setattr(plots, "_png", recording_png)
+    assert main(["report", str(run), "--samples", "0", "--chars", "200"]) == 0
+    page = (run / "report.html").read_text(encoding="utf-8")
+    run_section = page[page.index("<h2>Run</h2>"):page.index("</section>")]
+    assert run_section.index("<table>") < run_section.index("<details>")
+    assert "<td class=\"name\">model</td><td>LSTM, 2 layer(s) of 16 units" in run_section
+    folded = re.search(r"<details><summary>every setting \(config.json\)</summary><pre>(.*?)"
+                       r"</pre></details>", run_section, re.S).group(1)
+    saved = json.loads((run / "last" / "config.json").read_text(encoding="utf-8"))["run"]
+    assert json.loads(html.unescape(folded)) == saved
+    curves = [axes for axes in drawn if any("loss" in title for title, _ in axes)]
+    assert [ylabel for _, ylabel in curves[0]] == ["train / validation loss (nats per token)"]
+    gate_titles = [title for axes in drawn for title, _ in axes if "gate" in title]
+    gates = ("forget", "input", "output")
+    assert {title.split(" gate")[0] for title in gate_titles} >= set(gates)
+    assert gate_titles and all(", layer 1 (the last of 2)" in title for title in gate_titles), \
+        gate_titles
+    # and in the page: the heatmaps' alt text and the sections say which layer
+    for gate in gates:
+        assert f'alt="{gate} gate, layer 1 (the last of 2), over the first' in page
+    assert "<h2>Gate saturation: layer 1 (the last of 2)</h2>" in page
+    assert "<h2>Gates over the text: layer 1 (the last of 2)</h2>" in page
 
 
 def test_report_errors(run_folder, tmp_path, capsys):

@@ -223,7 +223,7 @@ def start_classifier(config: ClassifyConfig, progress: bool = False,
     train.validate()
     run_dir = Path(config.out or Path("runs") / f"classify-{Path(config.data.path).stem}")
     ranks, restarted = resume.claim_run_folder(run_dir, train,
-                                        lambda path: resume_classifier(path, {}, progress))
+                                               lambda path: resume_classifier(path, {}, progress))
     if restarted is not None:
         return restarted, None
     config.out = str(run_dir)

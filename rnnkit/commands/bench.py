@@ -15,6 +15,7 @@ import sys
 import torch
 
 from rnnkit import bench
+from rnnkit.commands.helptext import BACKEND_HELP, examples
 from rnnkit.errors import UserError
 
 
@@ -90,6 +91,7 @@ def run_bench(args) -> int:
         row = bench.measure(family, batch, hidden, length, args.repeats, args.backend, peak)
         rows.append(row)
         show(bench.format_row(row), flush=True)
+    show(bench.PEAK_NOTE)
     if args.json:
         text = json.dumps({"environment": info, "rows": rows}, indent=2)
         if to_stdout:
@@ -126,16 +128,21 @@ def add_matrix_arguments(parser) -> None:
     parser.add_argument("--T", nargs="+", type=int, default=list(bench.STEPS),
                         help=f"sequence lengths (default {' '.join(map(str, bench.STEPS))})")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per cell (median)")
-    parser.add_argument("--backend", default="auto", choices=["auto", "fused", "reference"])
+    parser.add_argument("--backend", default="auto", choices=["auto", "fused", "reference"],
+                        help=BACKEND_HELP)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--json", metavar="PATH",
-                        help="also write the rows as JSON to PATH ('-': only JSON, to stdout)")
+                        help="also write the rows as JSON to PATH ('-': only JSON, to stdout; "
+                             "default: the table only)")
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "bench", help="rnnkit vs torch.nn speed on this machine, as ratios",
-        description=__doc__.split("\n\n")[1].replace("\n", " "))
+        description=__doc__.split("\n\n")[1].replace("\n", " "),
+        epilog=examples("rnnkit bench --families lstm --batch 8 --hidden 256 --T 50",
+                        "rnnkit bench --backend fused --json speed.json",
+                        "rnnkit bench --variants --sizes 8x128"))
     add_matrix_arguments(parser)
     parser.add_argument("--variants", action="store_true",
                         help="instead: the LSTM variants' forward+backward cost against the plain "
@@ -145,5 +152,9 @@ def register(subparsers) -> None:
     parser.set_defaults(handler=run_bench)
     build = subparsers.add_parser(
         "build-kernels", help="build the fused C++ kernels now (otherwise on first use); "
-             "says whether the wheel's prebuilt ones or a build here is used")
+             "says whether the wheel's prebuilt ones or a build here is used",
+        description="Build the fused C++ kernels ahead of time (otherwise they are built on "
+                    "first use, about a minute), or say that the installed wheel's prebuilt ones "
+                    "are used.",
+        epilog=examples("rnnkit build-kernels"))
     build.set_defaults(handler=run_build)

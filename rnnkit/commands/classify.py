@@ -12,6 +12,8 @@ import json
 import sys
 
 from rnnkit.commands import launch
+from rnnkit.commands.helptext import CHECKPOINT_HELP, examples, with_default
+from rnnkit.commands.output import budget_text, say, settings_dump
 from rnnkit.errors import UserError
 
 # flag -> (section, key, type, help)
@@ -26,7 +28,8 @@ TRAIN_FLAGS = {
     "--vocab-size": ("data", "vocab_size", int, "bpe level: vocabulary size (default 8000)"),
     "--max-len": ("data", "max_len", int, "tokens read per text (default 400; 0: all)"),
     "--pretrained-embeddings": ("data", "pretrained_embeddings", str,
-                                "word2vec/GloVe/fastText text file to start the embedding"),
+                                "word2vec/GloVe/fastText text file to start the embedding "
+                                "(default: none, a random start)"),
     "--cell": ("model", "cell", str, "rnn | gru | lstm (default lstm)"),
     "--layers": ("model", "layers", int, "recurrent layers (default 1)"),
     "--hidden": ("model", "hidden", int, "hidden units per direction (default 128)"),
@@ -59,12 +62,26 @@ TRAIN_FLAGS = {
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("classify", help="train a text classifier, predict, eval",
-                                   description=__doc__.splitlines()[0])
+    from rnnkit.classify.run import ClassifyConfig
+
+    parser = subparsers.add_parser(
+        "classify", help="train a text classifier, predict, eval",
+        description=__doc__.splitlines()[0],
+        epilog=examples("rnnkit classify train reviews.tsv --time-budget 600",
+                        "rnnkit classify eval runs/classify-reviews test.tsv",
+                        "rnnkit classify predict runs/classify-reviews texts.txt"))
     commands = parser.add_subparsers(dest="classify_command", metavar="COMMAND")
     parser.set_defaults(handler=lambda args: parser.print_help() or 2)
 
-    train = commands.add_parser("train", help="train a classifier on labelled texts")
+    train = commands.add_parser(
+        "train", help="train a classifier on labelled texts",
+        description="Train a text classifier (embedding, a bidirectional recurrent layer, "
+                    "pooling over the real tokens, linear) on a TSV/CSV with text and label "
+                    "columns, or on a folder with one subfolder of texts per class.",
+        epilog=examples("rnnkit classify train reviews.tsv --time-budget 600",
+                        "rnnkit classify train reviews.tsv --level word --pretrained-embeddings "
+                        "vectors.txt --freeze-embeddings",
+                        "rnnkit classify train --resume runs/classify-reviews --epochs 10"))
     train.add_argument("data", nargs="?", metavar="DATA",
                        help="a TSV/CSV with text and label columns, or a folder of classes")
     train.add_argument("--unidirectional", action="store_true",
@@ -72,31 +89,50 @@ def register(subparsers) -> None:
     train.add_argument("--freeze-embeddings", action="store_true",
                        help="keep the pretrained embedding fixed")
     train.add_argument("--out", metavar="RUN", help="run folder (default runs/classify-<file>)")
-    train.add_argument("--resume", metavar="RUN", help="continue this run exactly")
+    train.add_argument("--resume", metavar="RUN",
+                       help="continue this run exactly (default: start a new run)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     launch.add_arguments(train)
-    for name, (_, _, kind, text) in TRAIN_FLAGS.items():
-        train.add_argument(name, type=kind, default=None, help=text)
+    defaults = ClassifyConfig().to_dict()  # shown in --help (None: not given, for --resume)
+    for name, (section, key, kind, text) in TRAIN_FLAGS.items():
+        train.add_argument(name, type=kind, default=None,
+                           help=with_default(text, defaults[section][key], percent=True))
     train.set_defaults(handler=run_train)
 
-    predict = commands.add_parser("predict", help="a label and probabilities per line")
+    predict = commands.add_parser(
+        "predict", help="a label and probabilities per line (an empty line: a row without a "
+        "label)",
+        description="Print the predicted label and the class probabilities for each line of "
+                    "FILE (- reads stdin), one row per line; an empty line gets a row without "
+                    "a label.",
+        epilog=examples("rnnkit classify predict runs/classify-reviews texts.txt",
+                        "rnnkit classify predict runs/classify-reviews - --json"))
     predict.add_argument("run", metavar="RUN")
     predict.add_argument("file", metavar="FILE", help="one text per line; - reads stdin")
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
-    predict.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    predict.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                         help=CHECKPOINT_HELP)
     predict.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
                          help="onnxruntime: run the file `rnnkit export` wrote (RUN/model.onnx)")
     predict.add_argument("--onnx", metavar="PATH", default=None,
-                         help="the exported file for --runtime onnxruntime")
+                         help="the exported file for --runtime onnxruntime (default: "
+                              "RUN/model.onnx)")
     predict.set_defaults(handler=run_predict)
 
-    evaluate = commands.add_parser("eval", help="accuracy, macro-F1, confusion on labelled data")
+    evaluate = commands.add_parser(
+        "eval", help="accuracy, macro-F1, confusion on labelled data",
+        description="Score a trained classifier on labelled data (a TSV/CSV or a folder of "
+                    "classes): accuracy, macro-F1 and the confusion matrix.",
+        epilog=examples("rnnkit classify eval runs/classify-reviews test.tsv",
+                        "rnnkit classify eval runs/classify-reviews test.csv --text-col review "
+                        "--label-col stars --json"))
     evaluate.add_argument("run", metavar="RUN")
     evaluate.add_argument("file", metavar="FILE", help="labelled TSV/CSV or folder of classes")
     evaluate.add_argument("--text-col", help="default: the run's text column")
     evaluate.add_argument("--label-col", help="default: the run's label column")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
-    evaluate.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    evaluate.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                          help=CHECKPOINT_HELP)
     evaluate.set_defaults(handler=run_eval)
 
 
@@ -121,7 +157,9 @@ def run_train(args) -> int:
             overrides["model.freeze_embeddings"] = True
         trainer = resume_classifier(args.resume, overrides, progress=progress)
         launch.quiet_unless_rank_zero()
-        print(f"Resuming {args.resume} at step {trainer.progress.step}")
+        say(args, f"Resuming {args.resume} at step {trainer.progress.step}; budget "
+                  f"{budget_text(trainer.train)}")
+        settings_dump(args, "rnnkit classify train", trainer.run_dir)
     else:
         if not args.data:
             raise UserError("give the data: rnnkit classify train DATA (a TSV/CSV with text "
@@ -141,17 +179,20 @@ def run_train(args) -> int:
         data = trainer.task.data
         where = (f"columns {data.train.text_col!r} (text) and {data.train.label_col!r} (label)"
                  if data.train.text_col else "one subfolder per class")
-        print(f"{config.data.path}: {len(data.train):,} training and {len(data.valid):,} "
-              f"validation texts, {where}; classes {', '.join(data.classes)}"
-              + (f"; {data.skipped_empty} empty text(s) skipped" if data.skipped_empty else ""))
+        say(args, f"{config.data.path}: {len(data.train):,} training and {len(data.valid):,} "
+                  f"validation texts, {where}; classes {', '.join(data.classes)}"
+                  + (f"; {data.skipped_empty} empty text(s) skipped" if data.skipped_empty
+                     else ""))
         parameters = sum(p.numel() for p in trainer.model.parameters())
-        print(f"{data.tokenizer.level} tokens, vocabulary {data.encoder.vocab_size:,}; "
-              f"{parameters:,} parameters; run folder {trainer.run_dir}", flush=True)
+        say(args, f"{data.tokenizer.level} tokens, vocabulary {data.encoder.vocab_size:,}; "
+                  f"{parameters:,} parameters; budget {budget_text(trainer.train)}; run folder "
+                  f"{trainer.run_dir} (-v prints every setting)")
         if vectors is not None:
-            print(f"Pretrained embeddings: {vectors.share_found():.1%} of the vocabulary "
-                  f"found in {config.data.pretrained_embeddings} ({vectors.file_tokens:,} "
-                  f"vectors of {vectors.dimension}){'; frozen' if args.freeze_embeddings else ''}",
-                  flush=True)
+            say(args, f"Pretrained embeddings: {vectors.share_found():.1%} of the vocabulary "
+                      f"found in {config.data.pretrained_embeddings} ({vectors.file_tokens:,} "
+                      f"vectors of {vectors.dimension})"
+                      f"{'; frozen' if args.freeze_embeddings else ''}")
+        settings_dump(args, "rnnkit classify train", trainer.run_dir)
     result = trainer.fit()
     metrics = result.last_metrics
     if metrics:
@@ -201,8 +242,18 @@ def run_predict(args) -> int:
     elif args.onnx:
         raise UserError("--onnx is read with --runtime onnxruntime")
     lines = _read_lines(args.file)
-    probabilities = predict_probabilities(model, run.encoder.encode_many(lines))
-    for row in probabilities.tolist():
+    # an empty (or blank) line has nothing to classify: its row says so, with no label
+    texts = [line for line in lines if line.strip()]
+    rows = iter(predict_probabilities(model, run.encoder.encode_many(texts)).tolist()
+                if texts else [])
+    empty = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            empty.append(number)
+            print(json.dumps({"label": None, "probabilities": None, "empty": True})
+                  if args.json else f"-\t{EMPTY_ROW}")
+            continue
+        row = next(rows)
         label = run.classes[max(range(len(row)), key=row.__getitem__)]
         if args.json:
             print(json.dumps({"label": label, "probabilities": dict(zip(run.classes, row))},
@@ -210,7 +261,14 @@ def run_predict(args) -> int:
         else:
             shares = " ".join(f"{name}:{p:.4f}" for name, p in zip(run.classes, row))
             print(f"{label}\t{shares}")
+    if empty:
+        shown = ", ".join(map(str, empty[:10])) + (" ..." if len(empty) > 10 else "")
+        print(f"rnnkit: note: {len(empty)} empty line(s) not classified (line {shown})",
+              file=sys.stderr)
     return 0
+
+
+EMPTY_ROW = "(empty line: nothing to classify)"
 
 
 def run_eval(args) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from rnnkit.commands.helptext import BACKEND_HELP, examples
 from rnnkit.diagnostics import longrange, plots
 from rnnkit.errors import UserError
 from rnnkit.tasks import make_task
@@ -39,7 +40,8 @@ def add_training_arguments(parser, steps: int, learning_rate: float) -> None:
                         help="steps between test-set evaluations (default 50)")
     parser.add_argument("--workers", type=int, default=default_workers(),
                         help=f"runs in parallel, one core each (default {default_workers()})")
-    parser.add_argument("--backend", choices=("auto", "fused", "reference"), default="auto")
+    parser.add_argument("--backend", choices=("auto", "fused", "reference"), default="auto",
+                        help=BACKEND_HELP)
 
 
 def settings_from(args, stop_after_solved: int | None) -> TrainSettings:
@@ -63,13 +65,14 @@ def result_line(result) -> str:
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "demo", help="watch an RNN forget and an LSTM remember (no data needed)",
-        description=__doc__.split("\n\n")[1].replace("\n", " "))
+        description=__doc__.split("\n\n")[1].replace("\n", " "),
+        epilog=examples("rnnkit demo", "rnnkit demo --T 200 --cells rnn,lstm --out demo-T200"))
     parser.add_argument("--out", default="rnnkit-demo", type=Path,
                         help="folder for report.html and results.json (default rnnkit-demo)")
     parser.add_argument("--T", type=int, default=100, help="dependency length (default 100)")
     parser.add_argument("--cells", default=",".join(DEFAULT_CELLS),
                         help=f"comma-separated cells (default {','.join(DEFAULT_CELLS)})")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--flow-T", type=int, default=FLOW_LENGTH,
                         help=f"length of the gradient-flow measurement (default {FLOW_LENGTH})")
     add_training_arguments(parser, steps=1200, learning_rate=3e-3)

@@ -14,6 +14,7 @@ import ipaddress
 import sys
 from pathlib import Path
 
+from rnnkit.commands.helptext import examples
 from rnnkit.errors import UserError
 
 LOOPBACK_NAMES = ["127.0.0.1", "localhost", "[::1]", "::1"]
@@ -22,7 +23,9 @@ LOOPBACK_NAMES = ["127.0.0.1", "localhost", "[::1]", "::1"]
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "explore", help="serve a web app to look inside a trained run (gates, units, samples)",
-        description=__doc__.split("\n\n")[1].replace("\n", " "))
+        description=__doc__.split("\n\n")[1].replace("\n", " "),
+        epilog=examples("rnnkit explore runs/shakespeare --open",
+                        "rnnkit explore runs/shakespeare runs/shakespeare-gru --port 8080"))
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN",
                         help="a run folder or checkpoint (language model, classifier or "
                         "forecaster); a second to compare")

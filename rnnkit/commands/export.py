@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from rnnkit.commands.helptext import CHECKPOINT_HELP, examples
 from rnnkit.errors import UserError
 
 TOLERANCE = 1e-4
@@ -21,11 +22,17 @@ DEFAULT_NAME = "model.onnx"
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("export", help="export a trained run to ONNX, checked")
+    parser = subparsers.add_parser(
+        "export", help="export a trained run to ONNX, checked",
+        description="Export a trained run (language model, classifier or forecaster) to an ONNX "
+                    "file, then check that onnxruntime gives the same outputs as PyTorch.",
+        epilog=examples("rnnkit export runs/shakespeare",
+                        "rnnkit export runs/nsmc --onnx deploy/nsmc.onnx --checkpoint last"))
     parser.add_argument("run", metavar="RUN", help="a run folder (its best checkpoint)")
     parser.add_argument("--onnx", metavar="PATH", default=None,
                         help=f"the file to write (default: RUN/{DEFAULT_NAME})")
-    parser.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                        help=CHECKPOINT_HELP)
     parser.set_defaults(handler=run)
 
 

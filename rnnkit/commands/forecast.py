@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 
 from rnnkit.commands import launch
+from rnnkit.commands.helptext import CHECKPOINT_HELP, examples, with_default
+from rnnkit.commands.output import budget_text, say, settings_dump
 from rnnkit.errors import UserError
 
 # flag -> (section, key, type, help)
@@ -28,7 +30,8 @@ TRAIN_FLAGS = {
                 "part"),
     "--season": ("data", "season", int, "season length in steps (default from frequency)"),
     "--stride": ("data", "stride", int, "steps between validation/backtest origins (1)"),
-    "--horizon": ("model", "horizon", int, "steps to forecast"),
+    "--horizon": ("model", "horizon", int, "steps to forecast (no default: required for a new "
+                  "run)"),
     "--lookback": ("model", "lookback", int, "steps the model reads (default 24)"),
     "--model": ("model", "model", str, "rnn (default) | segrnn: segments, parallel decoder"),
     "--segment": ("model", "segment", int, "segrnn: steps per segment (default 12)"),
@@ -62,56 +65,94 @@ TRAIN_FLAGS = {
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("forecast", help="train a forecaster on a CSV column, "
-                                   "predict, backtest", description=__doc__.splitlines()[0])
+    from rnnkit.forecast.run import ForecastConfig
+
+    parser = subparsers.add_parser(
+        "forecast", help="train a forecaster on a CSV column, predict, backtest",
+        description=__doc__.splitlines()[0],
+        epilog=examples("rnnkit forecast train sales.csv --target Sales --horizon 12",
+                        "rnnkit forecast backtest runs/forecast-sales",
+                        "rnnkit forecast predict runs/forecast-sales --history 48"))
     commands = parser.add_subparsers(dest="forecast_command", metavar="COMMAND")
     parser.set_defaults(handler=lambda args: parser.print_help() or 2)
 
-    train = commands.add_parser("train", help="train a forecaster")
+    train = commands.add_parser(
+        "train", help="train a forecaster",
+        description="Train a recurrent forecaster of one CSV column (--target) for the next "
+                    "--horizon steps from the --lookback steps before, on a chronological "
+                    "train / validation / test split, scaled on the training part only.",
+        epilog=examples("rnnkit forecast train sales.csv --target Sales --horizon 12",
+                        "rnnkit forecast train load.csv --target load --covariates temp,hour "
+                        "--horizon 24 --lookback 168 --quantiles 0.1,0.5,0.9",
+                        "rnnkit forecast train --resume runs/forecast-sales --epochs 40"))
     train.add_argument("data", nargs="?", metavar="DATA.csv", help="a CSV file with a header")
-    train.add_argument("--target", help="the column to forecast")
+    train.add_argument("--target", help="the column to forecast (no default: required for a "
+                       "new run)")
     train.add_argument("--covariates", default="", metavar="A,B",
-                       help="other columns the model reads (past values only)")
+                       help="other columns the model reads (past values only; default: none)")
     train.add_argument("--quantiles", default=None, metavar="Q,Q,...",
-                       help="forecast these quantiles with the pinball loss, e.g. 0.1,0.5,0.9")
+                       help="forecast these quantiles with the pinball loss, e.g. 0.1,0.5,0.9 "
+                            "(default: none, a point forecast)")
     train.add_argument("--sort", action="store_true", help="sort the rows by time first")
     train.add_argument("--out", metavar="RUN", help="run folder (default runs/forecast-<file>)")
-    train.add_argument("--resume", metavar="RUN", help="continue this run exactly")
+    train.add_argument("--resume", metavar="RUN",
+                       help="continue this run exactly (default: start a new run)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     launch.add_arguments(train)
-    for name, (_, _, kind, text) in TRAIN_FLAGS.items():
-        train.add_argument(name, type=kind, default=None, help=text)
+    defaults = ForecastConfig().to_dict()  # shown in --help (None: not given, for --resume)
+    for name, (section, key, kind, text) in TRAIN_FLAGS.items():
+        train.add_argument(name, type=kind, default=None,
+                           help=with_default(text, defaults[section][key], percent=True))
     train.set_defaults(handler=run_train)
 
-    predict = commands.add_parser("predict", help="forecast the steps after the series' end")
+    predict = commands.add_parser(
+        "predict", help="forecast the steps after the series' end",
+        description="Forecast the steps after the end of the series (the training CSV or "
+                    "--data), written as a CSV with the quantile bands and a PNG plot.",
+        epilog=examples("rnnkit forecast predict runs/forecast-sales",
+                        "rnnkit forecast predict runs/forecast-sales --data sales-2024.csv "
+                        "--horizon 6 --out next.csv"))
     predict.add_argument("run", metavar="RUN")
     predict.add_argument("--horizon", type=int, default=0, help="default: the trained horizon")
     predict.add_argument("--data", help="the series to continue (default: the training CSV)")
     predict.add_argument("--out", help="forecast CSV (default RUN/forecast.csv)")
     predict.add_argument("--plot", help="PNG plot (default: the CSV's name with .png)")
     predict.add_argument("--history", type=int, default=0, help="past points in the plot")
-    predict.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    predict.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                         help=CHECKPOINT_HELP)
     predict.set_defaults(handler=run_predict)
 
-    backtest = commands.add_parser("backtest", help="rolling-origin scores vs baselines")
+    backtest = commands.add_parser(
+        "backtest", help="rolling-origin scores vs baselines",
+        description="Score a trained forecaster at every origin of the test (or validation) "
+                    "part: MAE, RMSE, MAPE and sMAPE beside the last-value and seasonal-naive "
+                    "baselines, and the quantiles' coverage.",
+        epilog=examples("rnnkit forecast backtest runs/forecast-sales",
+                        "rnnkit forecast backtest runs/forecast-sales --part val --json"))
     backtest.add_argument("run", metavar="RUN")
     backtest.add_argument("--data", help="the series (default: the training CSV)")
-    backtest.add_argument("--part", choices=("test", "val"), default="test")
-    backtest.add_argument("--stride", type=int, default=None, help="steps between origins")
+    backtest.add_argument("--part", choices=("test", "val"), default="test",
+                          help="the part of the series to score")
+    backtest.add_argument("--stride", type=int, default=None,
+                          help="steps between origins (default: the run's --stride)")
     backtest.add_argument("--json", action="store_true", help="print one JSON object")
-    backtest.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    backtest.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                          help=CHECKPOINT_HELP)
     backtest.set_defaults(handler=run_backtest)
 
     bench = commands.add_parser(
         "benchmark", help="the ETT long-horizon protocol (ETTh1/ETTh2/ETTm1/ETTm2)",
         description="Train and test a segment-recurrent forecaster on the ETT protocol: all "
         "columns in and out, 12/4/4 months, scaling from the training rows, MSE and MAE over "
-        "every test window, beside published figures for the same lookback.")
+        "every test window, beside published figures for the same lookback.",
+        epilog=examples("rnnkit forecast benchmark ETTh1.csv --horizons 96 --seeds 1",
+                        "rnnkit forecast benchmark ETTm1.csv --lookback 336 --jobs 2"))
     bench.add_argument("data", metavar="ETT.csv", help="ETTh1.csv, ETTh2.csv, ETTm1.csv, ...")
-    bench.add_argument("--protocol", choices=("ett",), default="ett")
-    bench.add_argument("--model", choices=("segrnn",), default="segrnn")
+    bench.add_argument("--protocol", choices=("ett",), default="ett", help="the protocol")
+    bench.add_argument("--model", choices=("segrnn",), default="segrnn", help="the model")
     bench.add_argument("--lookback", type=int, default=96, help="96 (default), 336 or 720")
-    bench.add_argument("--horizons", default="96,192,336,720", metavar="H,H,...")
+    bench.add_argument("--horizons", default="96,192,336,720", metavar="H,H,...",
+                       help="forecast horizons, one run per horizon and seed")
     bench.add_argument("--seeds", default="3", metavar="N|S,S,...",
                        help="a count (seeds 1..N) or a list of seeds (default 3)")
     bench.add_argument("--cell", default="gru", help="gru | lstm | rnn (default gru)")
@@ -122,10 +163,11 @@ def register(subparsers) -> None:
     bench.add_argument("--no-channel-embedding", action="store_true")
     bench.add_argument("--decoder", default="factored", help="factored | layer (same result)")
     bench.add_argument("--epochs", type=int, default=6, help="epochs per run (6)")
-    bench.add_argument("--batch-size", type=int, default=256)
-    bench.add_argument("--lr", type=float, default=1e-3)
-    bench.add_argument("--weight-decay", type=float, default=0.0)
-    bench.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
+    bench.add_argument("--batch-size", type=int, default=256, help="windows per batch")
+    bench.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    bench.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
+    bench.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
+                       help="learning-rate schedule")
     bench.add_argument("--time-budget", type=float, default=0.0, metavar="S",
                        help="also stop a run after the epoch that passes S seconds (0: off)")
     bench.add_argument("--threads", type=int, default=0, help="torch threads per run (0: "
@@ -174,13 +216,24 @@ def run_train(args) -> int:
             overrides["model.quantiles"] = parse_quantiles(args.quantiles)
         trainer = resume_forecast(args.resume, overrides, progress=progress)
         launch.quiet_unless_rank_zero()
-        print(f"Resuming {args.resume} at step {trainer.progress.step}")
+        say(args, f"Resuming {args.resume} at step {trainer.progress.step}; budget "
+                  f"{budget_text(trainer.train)}")
+        settings_dump(args, "rnnkit forecast train", trainer.run_dir)
     else:
         if not args.data:
             raise UserError("give the series: rnnkit forecast train DATA.csv --target COLUMN "
                             "--horizon H")
+        # the checks in the order that saves a second run: the file, its columns, --horizon
+        from rnnkit.forecast.series import check_column, read_header
+
+        header = read_header(args.data)
         if not args.target:
-            raise UserError("--target is required: the CSV column to forecast")
+            raise UserError(f"--target is required: the column of {args.data} to forecast; its "
+                            f"columns are {', '.join(repr(c) for c in header)}")
+        check_column(header, args.target, "--target", args.data)
+        for covariate in (c.strip() for c in args.covariates.split(",")):
+            if covariate:
+                check_column(header, covariate, "--covariates", args.data)
         if "--horizon" not in given:
             raise UserError("--horizon is required: how many steps to forecast")
         config = ForecastConfig()
@@ -199,14 +252,16 @@ def run_train(args) -> int:
         split = data.split
         frequency = data.series.frequency.describe() if data.series.frequency else "equally " \
             "spaced"
-        print(f"{data.series.path}: {len(data.series):,} {frequency} points of "
-              f"{', '.join(data.series.columns)}"
-              + (f" ({data.series.filled} filled)" if data.series.filled else ""))
-        print(f"Split in time order: train {split.train_end}, validation "
-              f"{split.val_end - split.train_end}, test {split.length - split.val_end} points; "
-              f"scaling ({config.data.scale}) fitted on the training part only; "
-              f"{len(data.origins['train'])} training windows")
-        print(f"Run folder {trainer.run_dir} (config.json holds every setting)", flush=True)
+        say(args, f"{data.series.path}: {len(data.series):,} {frequency} points of "
+                  f"{', '.join(data.series.columns)}"
+                  + (f" ({data.series.filled} filled)" if data.series.filled else ""))
+        say(args, f"Split in time order: train {split.train_end}, validation "
+                  f"{split.val_end - split.train_end}, test {split.length - split.val_end} "
+                  f"points; scaling ({config.data.scale}) fitted on the training part only; "
+                  f"{len(data.origins['train'])} training windows")
+        say(args, f"Budget {budget_text(trainer.train)}; run folder {trainer.run_dir} "
+                  f"(config.json holds every setting; -v prints them)")
+        settings_dump(args, "rnnkit forecast train", trainer.run_dir)
     result = trainer.fit()
     metrics = result.last_metrics
     print(f"Stopped at step {result.steps} ({result.stopped.replace('_', ' ')}); best "

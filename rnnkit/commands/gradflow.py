@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rnnkit.commands.helptext import BACKEND_HELP, examples
 from rnnkit.diagnostics import plots
 from rnnkit.errors import UserError
 from rnnkit.tasks import TASKS, make_task
@@ -19,17 +20,20 @@ from rnnkit.tasks.results import write_json
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "gradflow", help="gradient norm over time per cell, at initialisation",
-        description=__doc__.split("\n\n")[1].replace("\n", " "))
+        description=__doc__.split("\n\n")[1].replace("\n", " "),
+        epilog=examples("rnnkit gradflow", "rnnkit gradflow --task recall --T 400 --cells "
+                        "rnn,lstm --out recall.png"))
     parser.add_argument("--cells", default=",".join(DEFAULT_CELLS),
                         help=f"comma-separated (default {','.join(DEFAULT_CELLS)})")
     parser.add_argument("--T", type=int, default=200, help="sequence length (default 200)")
     parser.add_argument("--task", default="adding", help=f"one of {', '.join(TASKS)}")
     parser.add_argument("--batch-size", type=int, default=128, help="default 128")
     parser.add_argument("--hidden", type=int, default=64, help="default 64")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--out", type=Path, default=Path("gradflow.png"),
                         help="the plot (PNG); the numbers go beside it as .json")
-    parser.add_argument("--backend", choices=("auto", "fused", "reference"), default="auto")
+    parser.add_argument("--backend", choices=("auto", "fused", "reference"), default="auto",
+                        help=BACKEND_HELP)
     parser.set_defaults(handler=run)
 
 

@@ -14,7 +14,7 @@ import sys
 def add_arguments(parser) -> None:
     parser.add_argument("--nproc", type=int, default=None, metavar="N",
                         help="train on N processes of this machine (torchrun, gloo); "
-                             "--batch-size is then the global batch")
+                             "--batch-size is then the global batch (default: 1, this process)")
     parser.add_argument("--max-restarts", type=int, default=0, metavar="N",
                         help="with --nproc: restart the processes up to N times after one "
                              "fails; they resume from the last checkpoint (default 0)")

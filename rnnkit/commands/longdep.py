@@ -20,6 +20,7 @@ from rnnkit.commands.demo import (
     settings_from,
     write_outputs,
 )
+from rnnkit.commands.helptext import examples
 from rnnkit.errors import UserError
 from rnnkit.tasks import TASKS, make_task
 from rnnkit.tasks.models import DEFAULT_CELLS, build_layer, parse_cells
@@ -29,7 +30,9 @@ from rnnkit.tasks.results import format_table
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "longdep", help="train cells on a long-range dependency task over several seeds",
-        description=__doc__.split("\n\n")[1].replace("\n", " "))
+        description=__doc__.split("\n\n")[1].replace("\n", " "),
+        epilog=examples("rnnkit longdep --task adding --T 100 --cells rnn,gru,lstm --seeds 3",
+                        "rnnkit longdep --task copy --T 50 --cells lstm --layer-norm"))
     parser.add_argument("--task", default="adding",
                         help=f"one of {', '.join(TASKS)} (default adding)")
     parser.add_argument("--T", type=int, default=100, help="dependency length (default 100)")

@@ -13,25 +13,31 @@ from pathlib import Path
 
 import torch
 
+from rnnkit.commands.helptext import examples
 from rnnkit.errors import UserError
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "report", help="write an HTML report (curves, gradient flow, gate heatmaps) of a run",
-        description=__doc__.split("\n\n")[1].replace("\n", " "))
+        description=__doc__.split("\n\n")[1].replace("\n", " "),
+        epilog=examples("rnnkit report runs/shakespeare",
+                        "rnnkit report runs/shakespeare --passage 'ROMEO:' --cells 3,17 --out "
+                        "shakespeare.html", "rnnkit report rnnkit-demo"))
     parser.add_argument("run", type=Path, help="a run folder, a checkpoint, or a demo folder")
     parser.add_argument("--out", type=Path, default=None,
                         help="the HTML file (default RUN/report.html)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--text", type=Path, default=None,
                         help="a text file to take the passage from (default: the run's corpus)")
-    source.add_argument("--passage", default=None, help="the passage itself")
+    source.add_argument("--passage", default=None,
+                        help="the passage itself (default: taken from --text or the corpus)")
     parser.add_argument("--chars", type=int, default=600,
                         help="passage length in characters (default 600)")
-    parser.add_argument("--cells", default="", help="comma-separated cell indices to show too")
+    parser.add_argument("--cells", default="", help="comma-separated cell indices to show too "
+                        "(default: none, only the cells the report finds)")
     parser.add_argument("--samples", type=int, default=2, help="samples to include (default 2)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the samples")
     parser.set_defaults(handler=run)
 
 
@@ -73,6 +79,10 @@ def choose_passage(args, corpus_path: str) -> str:
     if args.text is not None and not args.text.is_file():
         raise UserError(f"--text {args.text} does not exist or is not a file")
     path = args.text or (Path(corpus_path) if corpus_path else None)
+    if args.text is None and path is not None and path.is_dir():  # a folder corpus: its last
+        from rnnkit.data.corpus import corpus_files  # text file, where validation text is
+
+        path = corpus_files(path)[-1]
     if path is None or not path.is_file():
         raise UserError(
             f"{args.run}: the run's corpus {corpus_path or '(none recorded)'} is not here; "
@@ -105,7 +115,6 @@ def language_model_report(args, cells: list[int]) -> str:
     for _ in range(args.samples):
         ids = list(generate(model, prime, 300, temperature=0.8, generator=generator))
         samples.append(tokenizer.decode(prime + ids))
-    summary = json.dumps(config.to_dict(), indent=1)
     return run_report.build(model, tokenizer, passage, title=f"rnnkit report: {args.run.name}",
                             records=read_metrics(args.run), samples=samples,
-                            chosen_cells=cells, summary=summary)
+                            chosen_cells=cells, config=config.to_dict())

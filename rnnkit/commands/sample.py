@@ -6,27 +6,43 @@ import sys
 
 import torch
 
+from rnnkit.commands.helptext import CHECKPOINT_HELP, examples
 from rnnkit.data.tokenizers import END_OF_LINE, UNKNOWN, Tokenizer, UnknownTokenError
 from rnnkit.errors import UserError
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("sample", help="generate text from a trained run")
+    parser = subparsers.add_parser(
+        "sample", help="generate text from a trained run",
+        description="Generate text from a trained language model, streamed to stdout: sampled "
+                    "(--temperature, --top-k, --top-p), always the likeliest token (--greedy) or "
+                    "by beam search (--beam).",
+        epilog=examples("rnnkit sample runs/shakespeare --prime 'ROMEO:' --length 300 "
+                        "--temperature 0.8", "rnnkit sample runs/shakespeare --greedy --length 100",
+                        "rnnkit sample runs/shakespeare --beam 4 --length 60 --prime 'KING'"))
     parser.add_argument("run", metavar="RUN", help="a run folder (its best checkpoint)")
     parser.add_argument("--prime", default="", help="text to start from (default: a line break)")
     parser.add_argument("--length", type=int, default=500, help="tokens to generate (500)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="below 1: safer text")
-    parser.add_argument("--top-k", type=int, default=0, help="sample among the K likeliest")
-    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass")
+    # the sampling options default to None ("not given") so that a conflict is one the user
+    # typed: --greedy or --beam with a sampling option is refused, never silently ignored
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="below 1: safer text (default: 1.0)")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="sample among the K likeliest (default: 0, off)")
+    parser.add_argument("--top-p", type=float, default=None,
+                        help="nucleus sampling mass (default: 1.0, off)")
     parser.add_argument("--greedy", action="store_true", help="always the likeliest token")
-    parser.add_argument("--beam", type=int, default=0, metavar="W",
-                        help="beam search of width W (prints when done)")
-    parser.add_argument("--seed", type=int, default=None, help="random seed for sampling")
-    parser.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    parser.add_argument("--beam", type=int, default=None, metavar="W",
+                        help="beam search of width W >= 1 (prints when done; default: off)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="random seed for sampling (default: a fresh one each run)")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                        help=CHECKPOINT_HELP)
     parser.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
                         help="onnxruntime: run the file `rnnkit export` wrote (RUN/model.onnx)")
     parser.add_argument("--onnx", metavar="PATH", default=None,
-                        help="the exported file for --runtime onnxruntime")
+                        help="the exported file for --runtime onnxruntime (default: "
+                             "RUN/model.onnx)")
     parser.set_defaults(handler=run)
 
 
@@ -71,19 +87,38 @@ class TextStream:
         return text
 
 
+SAMPLING_DEFAULTS = {"temperature": 1.0, "top_k": 0, "top_p": 1.0}
+
+
 def check_arguments(args) -> None:
+    """Refuse bad values and conflicting choices (options the user gave, not defaults), then
+    fill the sampling options left out with their defaults."""
     if args.length < 1:
         raise UserError(f"--length must be at least 1, got {args.length}")
-    if not 0 < args.temperature < float("inf"):
-        raise UserError(f"--temperature must be a finite positive number, got {args.temperature}")
-    if args.top_k < 0:
+    if args.temperature is not None:
+        if args.temperature == 0:
+            raise UserError("--temperature must be positive, got 0; for the likeliest token "
+                            "at every step use --greedy")
+        if not 0 < args.temperature < float("inf"):
+            raise UserError(f"--temperature must be a finite positive number, "
+                            f"got {args.temperature}")
+    if args.top_k is not None and args.top_k < 0:
         raise UserError(f"--top-k must be 0 (off) or positive, got {args.top_k}")
-    if not 0 < args.top_p <= 1:
+    if args.top_p is not None and not 0 < args.top_p <= 1:
         raise UserError(f"--top-p must be in (0, 1], got {args.top_p}")
-    if args.beam < 0:
-        raise UserError(f"--beam must be 0 (off) or a positive width, got {args.beam}")
-    if sum((args.greedy, args.beam > 0)) > 1:
+    if args.beam is not None and args.beam < 1:
+        raise UserError(f"--beam must be at least 1 (the beam's width), got {args.beam}")
+    if args.greedy and args.beam is not None:
         raise UserError("choose one of --greedy and --beam")
+    given = [f"--{name.replace('_', '-')}" for name in SAMPLING_DEFAULTS
+             if getattr(args, name) is not None]
+    for choice, name in ((args.greedy, "--greedy"), (args.beam is not None, "--beam")):
+        if choice and given:
+            raise UserError(f"{name} does not sample, so {' and '.join(given)} would be "
+                            f"ignored; drop {' and '.join(given)} or {name}")
+    for name, default in SAMPLING_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
 
 
 def prime_ids(tokenizer: Tokenizer, prime: str) -> list[int]:
@@ -117,7 +152,7 @@ def run(args) -> int:
     ids = prime_ids(tokenizer, args.prime)
     stream = TextStream(tokenizer, args.prime)
     sys.stdout.write(args.prime)
-    if args.beam:
+    if args.beam is not None:
         tokens, _ = beam_search(model, ids, args.length, args.beam)
         sys.stdout.write("".join(stream.push(token) for token in tokens))
     else:

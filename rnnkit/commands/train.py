@@ -1,8 +1,8 @@
 """``rnnkit train PATH``: train a character, word or BPE language model on a text corpus.
 
 Settings come from the dataclass defaults, then ``--config run.toml``, then flags; the
-resolved configuration is printed at start (as TOML, reusable with ``--config``) and saved
-in the run folder. ``--resume RUN`` continues a run exactly; Ctrl-C saves and exits.
+resolved configuration is saved in the run folder (and printed at start with ``-v``, as TOML
+reusable with ``--config``). ``--resume RUN`` continues a run exactly; Ctrl-C saves and exits.
 """
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ import argparse
 import sys
 
 from rnnkit.commands import launch
+from rnnkit.commands.helptext import examples, with_default
+from rnnkit.commands.output import NORMAL, budget_text, say, settings_dump, verbosity
 from rnnkit.errors import UserError
+from rnnkit.train.config import DEFAULT_EPOCHS, RunConfig, gives_budget
 from rnnkit.train.metrics import bits_per_token, perplexity
 from rnnkit.train.pipeline import resume_run, start_run
 
@@ -30,7 +33,8 @@ FLAGS = {
     "--hidden": ("model.hidden", int, "hidden units per layer (default 256)"),
     "--embedding": ("model.embedding", int, "embedding size (default 64)"),
     "--dropout": ("model.dropout", float, "dropout on embeddings, between layers, on outputs"),
-    "--forget-bias": ("model.forget_bias", float, "initial forget-gate (GRU: update) bias"),
+    "--forget-bias": ("model.forget_bias", float, "initial forget-gate (GRU: update) bias "
+                      "(default: none, the layer's usual initialisation)"),
     "--init": ("model.init", str, "default | chrono (Tallec & Ollivier 2018)"),
     "--chrono-max-len": ("model.chrono_max_len", int, "chrono: longest memory (default seq-len)"),
     "--backend": ("model.backend", str, "auto | fused | reference"),
@@ -51,7 +55,8 @@ FLAGS = {
     "--plateau-factor": ("train.plateau_factor", float, "plateau: decay factor (default 0.25)"),
     "--plateau-patience": ("train.plateau_patience", int, "plateau: evaluations to wait"),
     "--max-steps": ("train.max_steps", int, "stop after this many steps (0: no limit)"),
-    "--epochs": ("train.epochs", float, "stop after this many passes (0: no limit)"),
+    "--epochs": ("train.epochs", float, f"stop after this many passes (default "
+                 f"{DEFAULT_EPOCHS:g} when no budget is given; 0: no limit)"),
     "--time-budget": ("train.time_budget", float, "stop after this many seconds (0: no limit)"),
     "--eval-every": ("train.eval_every", int, "steps between evaluations (0: once per epoch)"),
     "--eval-batch-size": ("train.eval_batch_size", int, "streams for evaluation (0: batch size)"),
@@ -69,11 +74,19 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "train", help="train a language model on a text file or folder",
         description=__doc__.splitlines()[0],
+        epilog=examples("rnnkit train corpus.txt --time-budget 600",
+                        "rnnkit train corpus/ --level bpe --vocab-size 2000 --out runs/bpe",
+                        "rnnkit train --config run.toml --lr 1e-3",
+                        "rnnkit train --resume runs/corpus-char --epochs 20"),
     )
-    parser.add_argument("path", nargs="?", metavar="PATH", help="a UTF-8 text file or folder")
-    parser.add_argument("--config", metavar="TOML", help="a run.toml with [data] [model] [train]")
+    parser.add_argument("path", nargs="?", metavar="PATH",
+                        help="a UTF-8 text file, or a folder: its .txt files (recursively, "
+                             "sorted; other files are not read, the files read are listed)")
+    parser.add_argument("--config", metavar="TOML", help="a run.toml with [data] [model] [train] "
+                        "(default: none, the defaults below and the flags given)")
     parser.add_argument("--out", metavar="RUN", help="run folder (default runs/<corpus>-<level>)")
-    parser.add_argument("--resume", metavar="RUN", help="continue this run exactly")
+    parser.add_argument("--resume", metavar="RUN",
+                        help="continue this run exactly (default: start a new run)")
     parser.add_argument("--tie-weights", action="store_const", const=True, default=None,
                         help="decoder shares the embedding matrix (needs --embedding = --hidden)")
     for switch, text in (("--layer-norm", "layer-normalised gates and cell (arXiv 1607.06450)"),
@@ -83,11 +96,15 @@ def register(subparsers) -> None:
     parser.add_argument("--bidirectional", action="store_const", const=True, default=None,
                         help=argparse.SUPPRESS)  # refused with a message: a language model
     parser.add_argument("--vocab-from", action="append", metavar="FILE",
-                        help="also add this text's symbols to the vocabulary (repeatable)")
+                        help="also add this text's symbols to the vocabulary (repeatable; "
+                             "default: none)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     launch.add_arguments(parser)
-    for name, (_, kind, text) in FLAGS.items():
-        parser.add_argument(name, type=kind, default=None, help=text)
+    defaults = RunConfig().to_dict()  # shown in --help; None here lets --config's values hold
+    for name, (key, kind, text) in FLAGS.items():
+        section, field = key.split(".")
+        parser.add_argument(name, type=kind, default=None,
+                            help=with_default(text, defaults[section][field], percent=True))
     parser.set_defaults(handler=run)
 
 
@@ -104,28 +121,35 @@ def overrides_from(args) -> dict:
     return {key: value for key, value in overrides.items() if value is not None}
 
 
-def to_toml(config: dict) -> str:
-    lines = []
-    for key, value in config.items():
-        if not isinstance(value, dict) and value is not None:
-            lines.append(f"{key} = {_toml_value(value)}")
-    for section, values in config.items():
-        if isinstance(values, dict):
-            lines.append(f"\n[{section}]")
-            for key, value in values.items():
-                if value is None:
-                    lines.append(f"# {key} not set")
-                else:
-                    lines.append(f"{key} = {_toml_value(value)}")
-    return "\n".join(lines)
+def summary_line(config, default_budget: bool = False) -> str:
+    """One line on what a run trains: model, data level, batch, optimiser, budget, folder."""
+    model, train = config.model, config.train
+    budget = budget_text(train) + (" (the default: no --max-steps, --epochs or --time-budget "
+                                   "given)" if default_budget else "")
+    return (f"rnnkit train: {model.cell} {model.layers}x{model.hidden} on {config.data.level} "
+            f"tokens; batch {train.batch_size} x {train.seq_len} steps, {train.optimizer} lr "
+            f"{train.lr:g}; budget {budget}; every setting in {config.out}/config.json (-v "
+            f"prints them)")
 
 
-def _toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return repr(value)
+def report_evaluations(trainer) -> None:
+    """Print one line per evaluation: the step, the mean training loss since the previous
+    evaluation (of the logged windows) and the validation loss."""
+    windows: list[float] = []
+
+    def on_step(_, record: dict) -> None:
+        windows.append(record["loss"])
+
+    def on_eval(trainer, record: dict) -> None:
+        train = f"{sum(windows) / len(windows):.4f}" if windows else "-"
+        windows.clear()
+        best = " (best)" if record["val_loss"] <= record["best_val_loss"] else ""
+        epochs = record["step"] / len(trainer.batches)
+        print(f"step {record['step']} ({epochs:.2f} epochs): train loss {train}, validation "
+              f"loss {record['val_loss']:.4f}{best}", flush=True)
+
+    trainer.on_step.append(on_step)
+    trainer.on_eval.append(on_eval)
 
 
 def run(args) -> int:
@@ -146,22 +170,27 @@ def run(args) -> int:
             raise UserError("--resume continues the run in its own folder; drop --out")
         trainer = resume_run(args.resume, overrides, progress=progress)
         launch.quiet_unless_rank_zero()
-        print(f"Resuming {args.resume} at step {trainer.progress.step}")
+        say(args, f"Resuming {args.resume} at step {trainer.progress.step}; budget "
+                  f"{budget_text(trainer.config.train)}")
+        settings_dump(args, "rnnkit train", trainer.run_dir)
     else:
         if not args.path and not args.config:
             raise UserError("give the corpus: rnnkit train PATH (a text file or folder)")
-        config = RunConfig.from_sources(args.config, overrides)
+        merged = RunConfig.merge_sources(args.config, overrides)
+        config = RunConfig.from_merged(merged)
         if not config.data.path:
             raise UserError("give the corpus: rnnkit train PATH, or [data] path in --config")
         trainer = start_run(config, progress=progress)
         launch.quiet_unless_rank_zero()
-        print(f"# rnnkit train: resolved configuration (saved in {trainer.run_dir}/config.json)")
-        print(to_toml(trainer.config.to_dict()), flush=True)
+        say(args, summary_line(trainer.config, default_budget=not gives_budget(merged)))
+        settings_dump(args, "rnnkit train", trainer.run_dir)
     data, model = trainer.data, trainer.model
     parameters = sum(p.numel() for p in model.parameters())
-    print(f"{len(data.train):,} training and {len(data.valid):,} validation tokens, vocabulary "
-          f"{data.tokenizer.vocab_size}{' (token cache reused)' if data.cache_hit else ''}; "
-          f"{parameters:,} parameters", flush=True)
+    say(args, f"{len(data.train):,} training and {len(data.valid):,} validation tokens, "
+              f"vocabulary {data.tokenizer.vocab_size}"
+              f"{' (token cache reused)' if data.cache_hit else ''}; {parameters:,} parameters")
+    if verbosity(args) >= NORMAL and not (progress and sys.stdout.isatty()):
+        report_evaluations(trainer)  # no progress bar in view: one line per evaluation
     result = trainer.fit()
     best = result.best_val_loss
     summary = (f"best validation loss {best:.4f} nats/token (perplexity {perplexity(best):.2f}, "

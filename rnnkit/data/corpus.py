@@ -1,21 +1,26 @@
 """Text corpora on disk: find the files, check they are text, hash them, read them in chunks.
 
-A corpus is one UTF-8 text file or a folder of them (``*.txt``, ``*.text``, ``*.md``,
-``*.rst``, found recursively, in sorted order). Files are read line-aligned in chunks, so a
-corpus larger than memory streams; every problem is a one-line :class:`UserError`.
+A corpus is one UTF-8 text file or a folder of them: the folder's ``*.txt`` files, found
+recursively, in sorted order (a README.md or notes beside the corpus are not read; the files
+read and those left out are logged). Files are read line-aligned in chunks, so a corpus larger
+than memory streams; every problem is a one-line :class:`UserError`.
 """
 
 from __future__ import annotations
 
 import codecs
 import hashlib
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 from rnnkit.errors import UserError
 
-TEXT_SUFFIXES = (".txt", ".text", ".md", ".rst")
+TEXT_SUFFIXES = (".txt",)  # what a folder corpus reads (any name for a file given itself)
 CHUNK_BYTES = 1 << 20
+LISTED = 10  # file names a log line lists before "and N more"
+
+logger = logging.getLogger(__name__)
 
 
 def corpus_files(path: str | Path, what: str = "corpus") -> list[Path]:
@@ -27,18 +32,28 @@ def corpus_files(path: str | Path, what: str = "corpus") -> list[Path]:
         return [path]
     if not path.is_dir():
         raise UserError(f"{what} {path} is neither a file nor a folder")
-    files = sorted(
+    found = sorted(
         candidate
         for candidate in path.rglob("*")
         if candidate.is_file()
-        and candidate.suffix.lower() in TEXT_SUFFIXES
         and not any(part.startswith(".") for part in candidate.relative_to(path).parts)
     )
+    files = [file for file in found if file.suffix.lower() in TEXT_SUFFIXES]
     if not files:
         raise UserError(
             f"{what} folder {path} has no text files (expected {', '.join(TEXT_SUFFIXES)})"
         )
+    left_out = [file for file in found if file.suffix.lower() not in TEXT_SUFFIXES]
+    logger.info("Corpus folder %s: reading %d %s file(s): %s%s", path, len(files),
+                "/".join(TEXT_SUFFIXES), _names(files, path),
+                f"; not read: {_names(left_out, path)}" if left_out else "")
     return files
+
+
+def _names(files: list[Path], folder: Path) -> str:
+    names = [str(file.relative_to(folder)) for file in files[:LISTED]]
+    more = len(files) - len(names)
+    return ", ".join(names) + (f" and {more} more" if more else "")
 
 
 def check_text_file(path: Path, encoding: str = "utf-8") -> int:

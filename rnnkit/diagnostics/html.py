@@ -51,6 +51,11 @@ def table(header: Sequence[str], rows: Sequence[Sequence], classes=None) -> str:
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
+def details(summary: str, *parts: str) -> str:
+    """A fold, closed until clicked: ``summary`` shows, ``parts`` open under it."""
+    return f"<details><summary>{escape(summary)}</summary>{''.join(parts)}</details>"
+
+
 def paragraph(text: str, css: str = "") -> str:
     return f'<p class="{css}">{escape(text)}</p>' if css else f"<p>{escape(text)}</p>"
 

@@ -38,8 +38,8 @@ def _png(figure) -> bytes:
 
 def learning_curves(panels: Sequence[dict]) -> bytes:
     """One panel per task. Each panel: ``title``, ``metric``, ``baseline``, ``solved`` (None:
-    no line) and
-    ``runs``, a list of ``{"cell", "seed", "curve": [[step, score], ...]}``."""
+    no line), ``runs``, a list of ``{"cell", "seed", "curve": [[step, score], ...]}``, and
+    optionally ``ylabel`` (default: "test <metric>", what the tasks' curves are)."""
     figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
     for axis, panel in zip(axes[0], panels):
         seen = set()
@@ -60,7 +60,7 @@ def learning_curves(panels: Sequence[dict]) -> bytes:
             axis.set_yscale("log")
         axis.set_title(panel["title"])
         axis.set_xlabel("training step")
-        axis.set_ylabel(f"test {panel['metric']}")
+        axis.set_ylabel(panel.get("ylabel") or f"test {panel['metric']}")
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     return _png(figure)
@@ -106,9 +106,11 @@ def heatmap(values, title: str, xlabel: str = "step", ylabel: str = "unit",
     return _png(figure)
 
 
-def saturation(per_unit: dict[str, tuple[Sequence[float], Sequence[float]]]) -> bytes:
+def saturation(per_unit: dict[str, tuple[Sequence[float], Sequence[float]]],
+               where: str = "") -> bytes:
     """Per gate, each unit's share of time left-saturated (< 0.1) against right-saturated
-    (> 0.9), as in Karpathy, Johnson & Fei-Fei 2015 (arXiv 1506.02078), figure 3."""
+    (> 0.9), as in Karpathy, Johnson & Fei-Fei 2015 (arXiv 1506.02078), figure 3; ``where``
+    (e.g. "layer 1") goes in every panel's title."""
     figure, axes = plt.subplots(1, len(per_unit), figsize=(3.2 * len(per_unit), 3.2),
                                 squeeze=False)
     for axis, (gate, (left, right)) in zip(axes[0], per_unit.items()):
@@ -116,7 +118,7 @@ def saturation(per_unit: dict[str, tuple[Sequence[float], Sequence[float]]]) -> 
         axis.plot([0, 1], [1, 0], color="grey", linewidth=0.8)
         axis.set_xlim(0, 1)
         axis.set_ylim(0, 1)
-        axis.set_title(f"{gate} gate")
+        axis.set_title(f"{gate} gate, {where}" if where else f"{gate} gate")
         axis.set_xlabel("share < 0.1")
         axis.set_ylabel("share > 0.9")
     figure.tight_layout()

@@ -109,9 +109,14 @@ class CallingThreadExecutor(Executor):
                     continue
                 if future.set_running_or_notify_cancel():
                     try:
-                        future.set_result(fn(*args, **kwargs))
-                    except BaseException as problem:  # handed to the awaiting request
+                        result = fn(*args, **kwargs)
+                    except KeyboardInterrupt:  # Ctrl-C during a request: stop serving
+                        future.cancel() or future.set_exception(RuntimeError("interrupted"))
+                        raise
+                    except Exception as problem:  # handed to the awaiting request
                         future.set_exception(problem)
+                    else:
+                        future.set_result(result)
         finally:
             self._closed = True
 

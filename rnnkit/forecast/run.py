@@ -183,7 +183,7 @@ def start_forecast(config: ForecastConfig, progress: bool = False) -> Supervised
     train.validate()
     run_dir = Path(config.out or Path("runs") / f"forecast-{Path(config.data.path).stem}")
     ranks, restarted = resume.claim_run_folder(run_dir, train,
-                                        lambda path: resume_forecast(path, {}, progress))
+                                               lambda path: resume_forecast(path, {}, progress))
     if restarted is not None:
         return restarted
     config.out = str(run_dir)

@@ -125,6 +125,17 @@ def _read_rows(path: Path, what: str) -> tuple[list[str], list[list[str]]]:
     return header, rows[1:]
 
 
+def read_header(path: str | Path, what: str = "DATA") -> list[str]:
+    """The column names of the CSV ``path`` (its first line), with read_series' errors."""
+    return _read_rows(Path(path), what)[0]
+
+
+def check_column(header: list[str], name: str, flag: str, path: str | Path) -> None:
+    """A one-line error naming the columns found when ``name`` (given by ``flag``) is not
+    one of ``header`` (case-insensitive, as read_series matches it)."""
+    _column_index(header, name, flag, Path(path))
+
+
 def _column_index(header: list[str], name: str, flag: str, path: Path) -> int:
     if name in header:
         return header.index(name)

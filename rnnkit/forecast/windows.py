@@ -139,11 +139,19 @@ def check_windows(split: Split, lookback: int, horizon: int, stride: int = 1) ->
         origins[name] = window_origins(start, end, lookback, horizon,
                                        1 if name == "train" else stride)
     if not origins["train"]:
+        longest = split.train_end - horizon  # the longest lookback this horizon leaves room for
+        if longest >= 1:  # --horizon fits: --lookback is what is too long
+            raise UserError(
+                f"--lookback {lookback} is longer than the series allows: with --horizon "
+                f"{horizon} a training window reads at most {longest} points (the training part "
+                f"has {split.train_end} of the series' {split.length}); give --lookback "
+                f"{longest} or less, or hold out fewer points"
+            )
         raise UserError(
             f"--horizon {horizon} is longer than the series allows: a training window needs "
             f"--lookback {lookback} + --horizon {horizon} = {lookback + horizon} points but the "
             f"training part has {split.train_end} of the series' {split.length}; shorten "
-            f"--horizon or --lookback, or hold out fewer points"
+            f"--horizon, or hold out fewer points"
         )
     for name in ("val", "test"):
         start, end = split.part(name)

@@ -63,6 +63,26 @@ class DataConfig:
         return {}
 
 
+# the budget of a run given none (no max_steps, epochs or time_budget): ten passes over the
+# training text, about what the README's Tiny Shakespeare run trains in its 600 s
+DEFAULT_EPOCHS = 10.0
+BUDGETS = ("max_steps", "epochs", "time_budget")  # the TrainConfig fields that stop a run
+
+
+def apply_default_budget(train: TrainConfig) -> bool:
+    """Give ``train`` the default budget (DEFAULT_EPOCHS) when it has none; True if it did."""
+    if any(getattr(train, name) for name in BUDGETS):
+        return False
+    train.epochs = DEFAULT_EPOCHS
+    return True
+
+
+def gives_budget(merged: dict) -> bool:
+    """Whether merged sources (``RunConfig.merge_sources``) set a budget themselves."""
+    train = merged.get("train") or {}
+    return isinstance(train, dict) and any(train.get(name) for name in BUDGETS)
+
+
 @dataclass
 class TrainConfig:
     """How to train: batches, optimizer, schedule, budget, evaluation, logging."""
@@ -175,7 +195,21 @@ class RunConfig:
 
     @classmethod
     def from_sources(cls, toml_path: str | None, overrides: dict) -> RunConfig:
-        """Defaults, then ``toml_path``, then ``overrides`` (``{"train.lr": 1e-3, ...}``)."""
+        """Defaults, then ``toml_path``, then ``overrides`` (``{"train.lr": 1e-3, ...}``);
+        without a budget from either, the default one (``DEFAULT_EPOCHS``)."""
+        return cls.from_merged(cls.merge_sources(toml_path, overrides))
+
+    @classmethod
+    def from_merged(cls, data: dict) -> RunConfig:
+        """The validated configuration of ``merge_sources``' dict, the default budget given
+        when it sets none."""
+        config = cls.from_dict(data)
+        apply_default_budget(config.train)  # (before validate: cosine decays over it)
+        return config.validate()
+
+    @staticmethod
+    def merge_sources(toml_path: str | None, overrides: dict) -> dict:
+        """The dict of ``toml_path`` with ``overrides`` on top (not yet checked)."""
         data: dict = {"data": {}, "model": {}, "train": {}}
         if toml_path:
             path = Path(toml_path)
@@ -196,7 +230,7 @@ class RunConfig:
                 data.setdefault(section, {})[key] = value
             else:
                 data[section] = value
-        return cls.from_dict(data).validate()
+        return data
 
 
 # what each annotation of the dataclasses above (strings: postponed annotations) accepts

@@ -11,7 +11,7 @@ import torch
 from rnnkit.data.language_data import prepare_language_data
 from rnnkit.models.language_model import LanguageModel
 from rnnkit.train import resume
-from rnnkit.train.config import RunConfig
+from rnnkit.train.config import RunConfig, apply_default_budget
 from rnnkit.train.runs import run_from_checkpoint
 from rnnkit.train.trainer import Trainer, TrainResult
 
@@ -23,10 +23,14 @@ def default_run_dir(config: RunConfig) -> Path:
 
 
 def start_run(config: RunConfig, progress: bool = False) -> Trainer:
-    """A trainer for a fresh run of ``config`` (validated), its run folder created."""
+    """A trainer for a fresh run of ``config`` (validated), its run folder created; a config
+    without a budget gets the default (``config.DEFAULT_EPOCHS``)."""
+    if apply_default_budget(config.train):
+        logger.info("No budget given (max_steps, epochs or time_budget): training for the "
+                    "default %g epochs", config.train.epochs)
     run_dir = Path(config.out) if config.out else default_run_dir(config)
     ranks, restarted = resume.claim_run_folder(run_dir, config.train,
-                                        lambda path: resume_run(path, {}, progress))
+                                               lambda path: resume_run(path, {}, progress))
     if restarted is not None:
         return restarted
     ranks.check_global_batch(config.train.batch_size)
