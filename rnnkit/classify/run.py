@@ -8,7 +8,7 @@ The run folder has the language models' layout (``config.json``, ``metrics.jsonl
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -32,7 +32,7 @@ from rnnkit.data.tokenizers import LEVELS, tokenizer_from_dict
 from rnnkit.errors import UserError
 from rnnkit.train import resume
 from rnnkit.train.checkpoint import config_of_kind, load_checkpoint, rebuilding
-from rnnkit.train.config import TrainConfig, known_settings
+from rnnkit.train.config import AppConfig, TrainConfig, apply_default_budget
 from rnnkit.train.supervised import SupervisedTrainer, epoch_generator
 
 logger = logging.getLogger(__name__)
@@ -67,20 +67,11 @@ class TextDataConfig:
 
 
 @dataclass
-class ClassifyConfig:
+class ClassifyConfig(AppConfig):
     data: TextDataConfig = field(default_factory=TextDataConfig)
     model: ClassifierConfig = field(default_factory=ClassifierConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     out: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ClassifyConfig:
-        return cls(known_settings(TextDataConfig, data.get("data")),
-                   ClassifierConfig.from_dict(data.get("model") or {}),
-                   known_settings(TrainConfig, data.get("train")), data.get("out", ""))
 
 
 class ClassifyData:
@@ -218,15 +209,13 @@ def start_classifier(config: ClassifyConfig, progress: bool = False,
     """
     config.data.validate()
     train = config.train
-    if not (train.max_steps or train.epochs or train.time_budget):
-        train.epochs = 5.0  # the default budget the --epochs help names (cosine decays over it)
+    apply_default_budget(train, 5.0)  # what the --epochs help names (cosine decays over it)
     train.validate()
-    run_dir = Path(config.out or Path("runs") / f"classify-{Path(config.data.path).stem}")
-    ranks, restarted = resume.claim_run_folder(run_dir, train,
-                                               lambda path: resume_classifier(path, {}, progress))
+    run_dir, ranks, restarted = resume.claim_run_folder(
+        config, f"classify-{Path(config.data.path).stem}",
+        lambda path: resume_classifier(path, {}, progress))
     if restarted is not None:
         return restarted, None
-    config.out = str(run_dir)
     data = ClassifyData(config.data, train.seed)
     config.model.vocab_size = data.encoder.vocab_size
     config.model.classes = len(data.classes)

@@ -28,7 +28,7 @@ from rnnkit.forecast.windows import (
 )
 from rnnkit.train import resume
 from rnnkit.train.checkpoint import config_of_kind, load_checkpoint, rebuilding
-from rnnkit.train.config import TrainConfig, known_settings
+from rnnkit.train.config import AppConfig, TrainConfig, apply_default_budget
 from rnnkit.train.supervised import SupervisedTrainer, epoch_generator
 
 logger = logging.getLogger(__name__)
@@ -56,20 +56,11 @@ class SeriesConfig:
 
 
 @dataclass
-class ForecastConfig:
+class ForecastConfig(AppConfig):
     data: SeriesConfig = field(default_factory=SeriesConfig)
     model: ForecasterConfig = field(default_factory=ForecasterConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=32))
     out: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ForecastConfig:
-        return cls(known_settings(SeriesConfig, data.get("data")),
-                   ForecasterConfig.from_dict(data.get("model") or {}),
-                   known_settings(TrainConfig, data.get("train")), data.get("out", ""))
 
 
 class ForecastData:
@@ -178,15 +169,13 @@ class ForecastTask:
 def start_forecast(config: ForecastConfig, progress: bool = False) -> SupervisedTrainer:
     """A trainer for a fresh run (its run folder created, its configuration saved)."""
     train = config.train
-    if not (train.max_steps or train.epochs or train.time_budget):
-        train.epochs = 20.0  # the default budget the --epochs help names (cosine decays over it)
+    apply_default_budget(train, 20.0)  # what the --epochs help names (cosine decays over it)
     train.validate()
-    run_dir = Path(config.out or Path("runs") / f"forecast-{Path(config.data.path).stem}")
-    ranks, restarted = resume.claim_run_folder(run_dir, train,
-                                               lambda path: resume_forecast(path, {}, progress))
+    run_dir, ranks, restarted = resume.claim_run_folder(
+        config, f"forecast-{Path(config.data.path).stem}",
+        lambda path: resume_forecast(path, {}, progress))
     if restarted is not None:
         return restarted
-    config.out = str(run_dir)
     data = ForecastData(config)
     config.model.inputs = len(data.series.columns)
     config.model.validate()

@@ -18,23 +18,18 @@ from rnnkit.train.trainer import Trainer, TrainResult
 logger = logging.getLogger(__name__)
 
 
-def default_run_dir(config: RunConfig) -> Path:
-    return Path("runs") / f"{Path(config.data.path).stem or 'corpus'}-{config.data.level}"
-
-
 def start_run(config: RunConfig, progress: bool = False) -> Trainer:
     """A trainer for a fresh run of ``config`` (validated), its run folder created; a config
     without a budget gets the default (``config.DEFAULT_EPOCHS``)."""
     if apply_default_budget(config.train):
         logger.info("No budget given (max_steps, epochs or time_budget): training for the "
                     "default %g epochs", config.train.epochs)
-    run_dir = Path(config.out) if config.out else default_run_dir(config)
-    ranks, restarted = resume.claim_run_folder(run_dir, config.train,
-                                               lambda path: resume_run(path, {}, progress))
+    run_dir, ranks, restarted = resume.claim_run_folder(
+        config, f"{Path(config.data.path).stem or 'corpus'}-{config.data.level}",
+        lambda path: resume_run(path, {}, progress))
     if restarted is not None:
         return restarted
     ranks.check_global_batch(config.train.batch_size)
-    config.out = str(run_dir)
     progress = progress and ranks.is_main
     data = prepare_language_data(config.data, progress=progress)
     config.model.vocab_size = data.tokenizer.vocab_size

@@ -19,7 +19,6 @@ from typing import TypeVar
 from rnnkit.errors import UserError
 from rnnkit.train import distributed
 from rnnkit.train.checkpoint import Checkpoint, is_checkpoint, load_checkpoint, write_json_atomic
-from rnnkit.train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -31,14 +30,15 @@ BUDGET_FLAGS = "--max-steps, --epochs, --time-budget, --patience"
 Resumed = TypeVar("Resumed")
 
 
-def claim_run_folder(run_dir: Path, train: TrainConfig,
-                     resume: Callable[[Path], Resumed]) -> tuple[distributed.Context,
-                                                                 Resumed | None]:
-    """Join the process group and check that ``run_dir`` holds no run yet.
-
-    Returns the distributed context and None; but when the elastic launcher restarted the
+def claim_run_folder(config, default: str, resume: Callable[[Path], Resumed]
+                     ) -> tuple[Path, distributed.Context, Resumed | None]:
+    """The run folder of ``config`` (``config.out``, else ``runs/<default>``, which becomes
+    ``config.out``), the distributed context of the process group it joins, and None once it
+    checked that the folder holds no run yet; but when the elastic launcher restarted the
     group after a rank failed and the folder has a ``last`` checkpoint, what ``resume``
-    gives for it (the command line is the one that started the run)."""
+    gives for it (the command line is the one that started the run) in place of None."""
+    run_dir = Path(config.out or Path("runs") / default)
+    train = config.train
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--out {run_dir} is a file; expected a run folder (it is created if "
                         f"missing)")
@@ -46,10 +46,11 @@ def claim_run_folder(run_dir: Path, train: TrainConfig,
     if (run_dir / "last").exists() or (run_dir / "best").exists():
         if distributed.restart_count() and (run_dir / "last").exists():
             logger.info("Restart %d: resuming %s", distributed.restart_count(), run_dir)
-            return ranks, resume(run_dir)
+            return run_dir, ranks, resume(run_dir)
         raise UserError(f"--out {run_dir} already holds a run; continue it with --resume "
                         f"{run_dir} or choose another --out")
-    return ranks, None
+    config.out = str(run_dir)
+    return run_dir, ranks, None
 
 
 def write_run_config(run_dir: Path, config, ranks: distributed.Context) -> None:
