@@ -6,3 +6,11 @@ class UserError(Exception):
 
     The CLI prints it as ``rnnkit: error: <message>`` and exits with status 2.
     """
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite; the last good checkpoint is left as it was.
+
+    One class for every training loop (language model, classifier, forecaster), so one
+    ``except TrainingDiverged`` catches them all.
+    """

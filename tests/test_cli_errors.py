@@ -265,12 +265,13 @@ FORECAST = [
     # ---- --resume
     case("forecast train m.csv --resume " + FRUN, "--resume continues the run with its saved "
          "data and model; give only budgets", id="resume-with-data"),
-    case("forecast train --resume " + FRUN + " --hidden 8", "give only budgets",
+    case("forecast train --resume " + FRUN + " --hidden 8", "--hidden cannot change (only "
+         "budgets: --max-steps, --epochs, --time-budget, --patience); the run has hidden = 4",
          id="resume-with-model-flag"),
-    case("forecast train --resume " + FRUN + " --quantiles 0.5", "give only budgets",
-         id="resume-with-quantiles"),
+    case("forecast train --resume " + FRUN + " --quantiles 0.5", "--quantiles cannot change",
+         "the run has quantiles = []", id="resume-with-quantiles"),
     case("forecast train --resume " + FRUN + " --lr 0.1", "--lr cannot change (only "
-         "--max-steps, --epochs, --time-budget, --patience)", id="resume-with-lr"),
+         "budgets: --max-steps, --epochs, --time-budget, --patience)", id="resume-with-lr"),
     case("forecast train --resume gone", "run folder gone does not exist",
          id="resume-missing"),
     case("forecast train --resume " + FRUN + "/last", "--resume takes the run folder, not the "
@@ -457,12 +458,13 @@ CLASSIFY = [
     # ---- --resume
     case("classify train r.tsv --resume " + CRUN, "--resume continues the run with its saved "
          "data and model; give only budgets", id="resume-with-data"),
-    case("classify train --resume " + CRUN + " --unidirectional", "give only budgets",
-         id="resume-with-unidirectional"),
-    case("classify train --resume " + CRUN + " --hidden 8", "give only budgets",
+    case("classify train --resume " + CRUN + " --unidirectional", "--unidirectional cannot "
+         "change", "the run has bidirectional = True", id="resume-with-unidirectional"),
+    case("classify train --resume " + CRUN + " --hidden 8", "--hidden cannot change (only "
+         "budgets: --max-steps, --epochs, --time-budget, --patience); the run has hidden = 4",
          id="resume-with-model-flag"),
     case("classify train --resume " + CRUN + " --lr 0.1", "--lr cannot change (only "
-         "--max-steps, --epochs, --time-budget, --patience)", id="resume-with-lr"),
+         "budgets: --max-steps, --epochs, --time-budget, --patience)", id="resume-with-lr"),
     case("classify train --resume gone", "run folder gone does not exist", id="resume-missing"),
     case("classify train --resume " + CRUN + "/last", "--resume takes the run folder, not the "
          "checkpoint {R}/crun/last", id="resume-checkpoint"),

@@ -13,10 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 
+import rnnkit.errors
+import rnnkit.train.supervised
+from rnnkit.forecast.run import start_forecast
 from rnnkit.train.checkpoint import load_checkpoint
 from rnnkit.train.metrics import read_metrics
 from rnnkit.train.pipeline import resume_run, start_run
 from rnnkit.train.trainer import TrainingDiverged
+from tests.test_forecast_cli import sine_config, write_sine
 from tests.test_lm_helpers import VERSE, tiny_config, write_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,6 +124,39 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     checkpoint = load_checkpoint(tmp_path / "run", "last")
     assert checkpoint.trainer_state["step"] == 4
     assert checkpoint.tensors["decoder.bias"].isfinite().all()
+
+
+def poison(trainer, record):
+    """An ``on_eval`` hook that makes every weight NaN: the next step's loss is NaN."""
+    with torch.no_grad():
+        for parameter in trainer.model.parameters():
+            parameter.fill_(math.nan)
+
+
+def test_every_trainer_raises_the_one_training_diverged(tmp_path):
+    """The language model's and the forecaster's divergence are one class, whichever of the
+    old import paths (``trainer``, ``supervised``) or ``rnnkit.errors`` a caller catches."""
+    assert TrainingDiverged is rnnkit.errors.TrainingDiverged
+    assert rnnkit.train.supervised.TrainingDiverged is rnnkit.errors.TrainingDiverged
+    corpus = write_corpus(tmp_path)
+    language = start_run(tiny_config(corpus, tmp_path / "lm", tmp_path / "cache",
+                                     max_steps=20, eval_every=4))
+    forecast = start_forecast(sine_config(write_sine(tmp_path, count=160),
+                                          tmp_path / "forecast", 20))
+    forecast.eval_every = 4
+    caught = []
+    # each caught by the other's old name: one class, so neither escapes
+    for trainer, name in ((language, rnnkit.train.supervised.TrainingDiverged),
+                          (forecast, TrainingDiverged)):
+        trainer.on_eval.append(poison)
+        try:
+            trainer.fit()
+        except name as error:
+            caught.append((type(error), str(error)))
+    assert [kind for kind, _ in caught] == [rnnkit.errors.TrainingDiverged] * 2
+    for _, message in caught:
+        assert "loss became nan at step 5" in message and "last good checkpoint" in message
+    assert load_checkpoint(tmp_path / "forecast", "last").trainer_state["step"] == 4
 
 
 def test_plateau_decay_and_early_stopping(tmp_path):

@@ -8,7 +8,7 @@ The run folder has the language models' layout (``config.json``, ``metrics.jsonl
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -30,21 +30,14 @@ from rnnkit.classify.model import Classifier, ClassifierConfig
 from rnnkit.classify.vectors import read_vectors
 from rnnkit.data.tokenizers import LEVELS, tokenizer_from_dict
 from rnnkit.errors import UserError
-from rnnkit.train import distributed
-from rnnkit.train.checkpoint import (
-    CONFIG_FILE,
-    is_checkpoint,
-    load_checkpoint,
-    write_json_atomic,
-)
-from rnnkit.train.config import TrainConfig
+from rnnkit.train import resume
+from rnnkit.train.checkpoint import config_of_kind, load_checkpoint, rebuilding
+from rnnkit.train.config import AppConfig, TrainConfig, apply_default_budget
 from rnnkit.train.supervised import SupervisedTrainer, epoch_generator
 
 logger = logging.getLogger(__name__)
 
 KIND = "classifier"
-RESUMABLE = {"max_steps", "epochs", "time_budget", "patience", "log_every", "threads",
-             "dist_timeout"}
 
 
 @dataclass
@@ -74,24 +67,11 @@ class TextDataConfig:
 
 
 @dataclass
-class ClassifyConfig:
+class ClassifyConfig(AppConfig):
     data: TextDataConfig = field(default_factory=TextDataConfig)
     model: ClassifierConfig = field(default_factory=ClassifierConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     out: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ClassifyConfig:
-        def build(kind, values):
-            known = {item.name for item in fields(kind)}
-            return kind(**{key: value for key, value in (values or {}).items() if key in known})
-
-        return cls(build(TextDataConfig, data.get("data")),
-                   ClassifierConfig.from_dict(data.get("model") or {}),
-                   build(TrainConfig, data.get("train")), data.get("out", ""))
 
 
 class ClassifyData:
@@ -229,18 +209,13 @@ def start_classifier(config: ClassifyConfig, progress: bool = False,
     """
     config.data.validate()
     train = config.train
-    if not (train.max_steps or train.epochs or train.time_budget):
-        train.epochs = 5.0  # the default budget the --epochs help names (cosine decays over it)
+    apply_default_budget(train, 5.0)  # what the --epochs help names (cosine decays over it)
     train.validate()
-    run_dir = Path(config.out or Path("runs") / f"classify-{Path(config.data.path).stem}")
-    ranks = distributed.init(train.threads, train.dist_timeout)
-    if (run_dir / "last").exists() or (run_dir / "best").exists():
-        if distributed.restart_count() and (run_dir / "last").exists():
-            logger.info("Restart %d: resuming %s", distributed.restart_count(), run_dir)
-            return resume_classifier(run_dir, {}, progress), None
-        raise UserError(f"--out {run_dir} already holds a run; continue it with --resume "
-                        f"{run_dir} or choose another --out")
-    config.out = str(run_dir)
+    run_dir, ranks, restarted = resume.claim_run_folder(
+        config, f"classify-{Path(config.data.path).stem}",
+        lambda path: resume_classifier(path, {}, progress))
+    if restarted is not None:
+        return restarted, None
     data = ClassifyData(config.data, train.seed)
     config.model.vocab_size = data.encoder.vocab_size
     config.model.classes = len(data.classes)
@@ -259,11 +234,7 @@ def start_classifier(config: ClassifyConfig, progress: bool = False,
     if vectors is not None:
         model.load_vectors(vectors.vectors, vectors.found)
     ranks.check_global_batch(train.batch_size, "examples")
-    if ranks.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(run_dir / "config.json", config.to_dict())
-        if distributed.restart_count():  # records of an attempt that saved no checkpoint
-            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    resume.write_run_config(run_dir, config, ranks)
     trainer = SupervisedTrainer(model, ClassifyTask(config, data), train, run_dir, progress,
                                 score_name="val_error")
     return trainer, vectors
@@ -278,20 +249,13 @@ class ClassifierRun(NamedTuple):
 
 
 def _from_checkpoint(checkpoint) -> ClassifierRun:
-    where = checkpoint.path / CONFIG_FILE
-    data = checkpoint.config
-    if data.get("kind") != KIND:
-        raise UserError(f"{where}: expected a classifier run, found kind {data.get('kind')!r}")
-    try:
+    data = config_of_kind(checkpoint, KIND, "a classifier run")
+    with rebuilding(checkpoint):
         config = ClassifyConfig.from_dict(data["run"])
         tokenizer = tokenizer_from_dict(data["tokenizer"])
         classes = list(data["classes"])
         model = Classifier(config.model)
         model.load_state_dict(checkpoint.tensors)
-    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as error:
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserError(f"{where} is corrupt or does not fit its weights ({first_line})") \
-            from None
     model.eval()
     return ClassifierRun(model, TextEncoder(tokenizer, config.data.max_len), classes, config,
                          checkpoint.path)
@@ -303,27 +267,15 @@ def load_classifier(path: str | Path, tag: str = "best") -> ClassifierRun:
 
 
 def resume_classifier(path: str | Path, overrides: dict, progress: bool = False):
-    """Continue the run folder ``path`` from its last checkpoint; only budgets may change."""
-    path = Path(path)
-    if is_checkpoint(path):
-        raise UserError(f"--resume takes the run folder, not the checkpoint {path}")
-    checkpoint = load_checkpoint(path, "last")
+    """Continue the run folder ``path`` from its last checkpoint; only budgets may change
+    (``overrides``: ``{"max_steps": 20}`` or ``{"train.max_steps": 20}``; other settings,
+    ``{"model.hidden": 12}``, only as saved)."""
+    checkpoint = resume.load_last(path)
     run = _from_checkpoint(checkpoint)
-    refused = sorted(set(overrides) - RESUMABLE)
-    if refused:
-        flags = ", ".join("--" + name.replace("_", "-") for name in refused)
-        raise UserError(f"--resume continues the run with its saved settings; {flags} cannot "
-                        f"change (only --max-steps, --epochs, --time-budget, --patience)")
-    config = run.config
-    for name, value in overrides.items():
-        setattr(config.train, name, value)
-    config.train.validate()
-    ranks = distributed.init(config.train.threads, config.train.dist_timeout)
+    config, _ = resume.resumed_config(run.config, resume.train_overrides(overrides),
+                                      {"model.bidirectional": "--unidirectional"})
     data = ClassifyData(config.data, config.train.seed, run.encoder.tokenizer, run.classes)
     run.model.train()
     trainer = SupervisedTrainer(run.model, ClassifyTask(config, data), config.train, path,
                                 progress, score_name="val_error")
-    trainer.resume(checkpoint)
-    if ranks.is_main:
-        write_json_atomic(path / "config.json", config.to_dict())
-    return trainer
+    return resume.continue_run(trainer, checkpoint, config, path)

@@ -146,11 +146,15 @@ def run_train(args) -> int:
     given = {name: getattr(args, name[2:].replace("-", "_")) for name in TRAIN_FLAGS}
     given = {name: value for name, value in given.items() if value is not None}
     if args.resume:
-        overrides = {TRAIN_FLAGS[name][1]: value for name, value in given.items()
-                     if TRAIN_FLAGS[name][0] == "train"}
-        if len(overrides) < len(given) or args.data or args.unidirectional:
+        if args.data:
             raise UserError("--resume continues the run with its saved data and model; give "
                             "only budgets (--max-steps, --epochs, --time-budget, --patience)")
+        # every setting given: budgets change, the others must repeat their saved values
+        overrides = {".".join(TRAIN_FLAGS[name][:2]): value for name, value in given.items()}
+        if args.unidirectional:
+            overrides["model.bidirectional"] = False
+        if args.freeze_embeddings:
+            overrides["model.freeze_embeddings"] = True
         trainer = resume_classifier(args.resume, overrides, progress=progress)
         launch.quiet_unless_rank_zero()
         say(args, f"Resuming {args.resume} at step {trainer.progress.step}; budget "

@@ -200,12 +200,20 @@ def run_train(args) -> int:
     given = {name: getattr(args, name[2:].replace("-", "_")) for name in TRAIN_FLAGS}
     given = {name: value for name, value in given.items() if value is not None}
     if args.resume:
-        overrides = {TRAIN_FLAGS[name][1]: value for name, value in given.items()
-                     if TRAIN_FLAGS[name][0] == "train"}
-        others = [name for name in given if TRAIN_FLAGS[name][0] != "train"]
-        if others or args.data or args.target or args.covariates or args.quantiles is not None:
+        if args.data:
             raise UserError("--resume continues the run with its saved data and model; give "
                             "only budgets (--max-steps, --epochs, --time-budget, --patience)")
+        # every setting given: budgets change, the others must repeat their saved values
+        overrides = {".".join(TRAIN_FLAGS[name][:2]): value for name, value in given.items()}
+        covariates = [c.strip() for c in args.covariates.split(",") if c.strip()]
+        if args.target is not None:
+            overrides["data.target"] = args.target
+        if covariates:
+            overrides["data.covariates"] = covariates
+        if args.sort:
+            overrides["data.sort"] = True
+        if args.quantiles is not None:
+            overrides["model.quantiles"] = parse_quantiles(args.quantiles)
         trainer = resume_forecast(args.resume, overrides, progress=progress)
         launch.quiet_unless_rank_zero()
         say(args, f"Resuming {args.resume} at step {trainer.progress.step}; budget "

@@ -83,7 +83,7 @@ def prepare_language_data(
         raise UserError(
             f"the validation text has {len(valid)} tokens; raise --val-fraction or give --val FILE"
         )
-    logger.info(
+    logger.debug(  # (the train command prints these numbers itself)
         "Corpus %s: %d %s tokens (vocabulary %d): %d for training, %d for validation%s",
         config.path, len(tokens), config.level, tokenizer.vocab_size, len(train), len(valid),
         " (from the token cache)" if cache_hit else "",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -26,21 +26,14 @@ from rnnkit.forecast.windows import (
     chronological_split,
     make_windows,
 )
-from rnnkit.train import distributed
-from rnnkit.train.checkpoint import (
-    CONFIG_FILE,
-    is_checkpoint,
-    load_checkpoint,
-    write_json_atomic,
-)
-from rnnkit.train.config import TrainConfig
+from rnnkit.train import resume
+from rnnkit.train.checkpoint import config_of_kind, load_checkpoint, rebuilding
+from rnnkit.train.config import AppConfig, TrainConfig, apply_default_budget
 from rnnkit.train.supervised import SupervisedTrainer, epoch_generator
 
 logger = logging.getLogger(__name__)
 
 KIND = "forecaster"
-RESUMABLE = {"max_steps", "epochs", "time_budget", "patience", "log_every", "threads",
-             "dist_timeout"}
 
 
 @dataclass
@@ -63,23 +56,11 @@ class SeriesConfig:
 
 
 @dataclass
-class ForecastConfig:
+class ForecastConfig(AppConfig):
     data: SeriesConfig = field(default_factory=SeriesConfig)
     model: ForecasterConfig = field(default_factory=ForecasterConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=32))
     out: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ForecastConfig:
-        def build(kind, values):
-            known = {item.name for item in fields(kind)}
-            return kind(**{key: value for key, value in (values or {}).items() if key in known})
-
-        return cls(build(SeriesConfig, data.get("data")), ForecasterConfig.from_dict(
-            data.get("model") or {}), build(TrainConfig, data.get("train")), data.get("out", ""))
 
 
 class ForecastData:
@@ -188,29 +169,20 @@ class ForecastTask:
 def start_forecast(config: ForecastConfig, progress: bool = False) -> SupervisedTrainer:
     """A trainer for a fresh run (its run folder created, its configuration saved)."""
     train = config.train
-    if not (train.max_steps or train.epochs or train.time_budget):
-        train.epochs = 20.0  # the default budget the --epochs help names (cosine decays over it)
+    apply_default_budget(train, 20.0)  # what the --epochs help names (cosine decays over it)
     train.validate()
-    run_dir = Path(config.out or Path("runs") / f"forecast-{Path(config.data.path).stem}")
-    ranks = distributed.init(train.threads, train.dist_timeout)
-    if (run_dir / "last").exists() or (run_dir / "best").exists():
-        if distributed.restart_count() and (run_dir / "last").exists():
-            logger.info("Restart %d: resuming %s", distributed.restart_count(), run_dir)
-            return resume_forecast(run_dir, {}, progress)
-        raise UserError(f"--out {run_dir} already holds a run; continue it with --resume "
-                        f"{run_dir} or choose another --out")
-    config.out = str(run_dir)
+    run_dir, ranks, restarted = resume.claim_run_folder(
+        config, f"forecast-{Path(config.data.path).stem}",
+        lambda path: resume_forecast(path, {}, progress))
+    if restarted is not None:
+        return restarted
     data = ForecastData(config)
     config.model.inputs = len(data.series.columns)
     config.model.validate()
     torch.manual_seed(train.seed)
     model = Forecaster(config.model)
     ranks.check_global_batch(train.batch_size, "windows")
-    if ranks.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(run_dir / "config.json", config.to_dict())
-        if distributed.restart_count():  # records of an attempt that saved no checkpoint
-            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    resume.write_run_config(run_dir, config, ranks)
     return SupervisedTrainer(model, ForecastTask(config, data), train, run_dir, progress,
                              score_name="val_loss")
 
@@ -229,46 +201,25 @@ def load_forecast(path: str | Path, tag: str = "best") -> ForecastRun:
 
 
 def _from_checkpoint(checkpoint) -> ForecastRun:
-    where = checkpoint.path / CONFIG_FILE
-    data = checkpoint.config
-    if data.get("kind") != KIND:
-        raise UserError(f"{where}: expected a forecasting run, found kind {data.get('kind')!r}")
-    try:
+    data = config_of_kind(checkpoint, KIND, "a forecasting run")
+    with rebuilding(checkpoint):
         config = ForecastConfig.from_dict(data["run"])
         scaler = Scaler.from_dict(data["scaler"])
         model = Forecaster(config.model)
         model.load_state_dict(checkpoint.tensors)
-    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as error:
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserError(f"{where} is corrupt or does not fit its weights ({first_line})") \
-            from None
     model.eval()
     return ForecastRun(model, config, scaler, checkpoint.path)
 
 
 def resume_forecast(path: str | Path, overrides: dict, progress: bool = False):
-    """Continue the run folder ``path`` from its last checkpoint; only budgets may change."""
-    path = Path(path)
-    if is_checkpoint(path):
-        raise UserError(f"--resume takes the run folder, not the checkpoint {path}")
-    checkpoint = load_checkpoint(path, "last")
+    """Continue the run folder ``path`` from its last checkpoint; only budgets may change
+    (``overrides``: ``{"max_steps": 20}`` or ``{"train.max_steps": 20}``; other settings,
+    ``{"model.hidden": 32}``, only as saved)."""
+    checkpoint = resume.load_last(path)
     run = _from_checkpoint(checkpoint)
-    refused = sorted(set(overrides) - RESUMABLE)
-    if refused:
-        flags = ", ".join("--" + name.replace("_", "-") for name in refused)
-        raise UserError(f"--resume continues the run with its saved settings; {flags} cannot "
-                        f"change (only --max-steps, --epochs, --time-budget, --patience)")
-    config = run.config
-    for name, value in overrides.items():
-        setattr(config.train, name, value)
-    config.train.validate()
-    ranks = distributed.init(config.train.threads, config.train.dist_timeout)
+    config, _ = resume.resumed_config(run.config, resume.train_overrides(overrides))
     data = ForecastData(config, scaler=run.scaler)
-    model = run.model
-    model.train()
-    trainer = SupervisedTrainer(model, ForecastTask(config, data), config.train, path, progress,
-                                score_name="val_loss")
-    trainer.resume(checkpoint)
-    if ranks.is_main:
-        write_json_atomic(path / "config.json", config.to_dict())
-    return trainer
+    run.model.train()
+    trainer = SupervisedTrainer(run.model, ForecastTask(config, data), config.train, path,
+                                progress, score_name="val_loss")
+    return resume.continue_run(trainer, checkpoint, config, path)

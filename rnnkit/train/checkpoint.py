@@ -23,6 +23,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,3 +201,25 @@ def load_checkpoint(
                 f"{type(error).__name__}: {first_line}"
             ) from None
     return Checkpoint(path=folder, tensors=tensors, config=config, trainer_state=state)
+
+
+def config_of_kind(checkpoint: Checkpoint, kind: str, what: str) -> dict:
+    """The ``config.json`` of ``checkpoint`` if it is a run of ``kind`` (``what`` names it for
+    people: "a classifier run"); another kind is a :class:`UserError`."""
+    found = checkpoint.config.get("kind")
+    if found != kind:
+        raise UserError(f"{checkpoint.path / CONFIG_FILE}: expected {what}, found kind "
+                        f"{found!r}")
+    return checkpoint.config
+
+
+@contextmanager
+def rebuilding(checkpoint: Checkpoint) -> Iterator[None]:
+    """Rebuild a model from ``checkpoint`` inside: a missing or malformed setting, or weights
+    that do not fit, become one :class:`UserError` naming its ``config.json``."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{checkpoint.path / CONFIG_FILE} is corrupt or does not fit its "
+                        f"weights ({first_line})") from None

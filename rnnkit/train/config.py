@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -69,11 +70,11 @@ DEFAULT_EPOCHS = 10.0
 BUDGETS = ("max_steps", "epochs", "time_budget")  # the TrainConfig fields that stop a run
 
 
-def apply_default_budget(train: TrainConfig) -> bool:
-    """Give ``train`` the default budget (DEFAULT_EPOCHS) when it has none; True if it did."""
+def apply_default_budget(train: TrainConfig, epochs: float = DEFAULT_EPOCHS) -> bool:
+    """Give ``train`` the default budget (``epochs``) when it has none; True if it did."""
     if any(getattr(train, name) for name in BUDGETS):
         return False
-    train.epochs = DEFAULT_EPOCHS
+    train.epochs = epochs
     return True
 
 
@@ -256,6 +257,28 @@ def check_type(where: str, annotation: str, value) -> None:
     types, text = EXPECTED[kind]
     if not isinstance(value, types) or (kind != "bool" and isinstance(value, bool)):
         raise UserError(f"{where}: expected {text}, got {value!r}")
+
+
+def known_settings(kind, values: dict | None):
+    """The settings dataclass ``kind`` from a saved dict; keys it does not know (a run saved
+    by another rnnkit version) are left out."""
+    known = {item.name for item in fields(kind)}
+    return kind(**{key: value for key, value in (values or {}).items() if key in known})
+
+
+class AppConfig:
+    """``to_dict`` and ``from_dict`` of an app's settings (a dataclass of the sections
+    ``data``, ``model`` and ``train`` and the run folder ``out``), saved as ``config.json``."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        """Rebuild from what :meth:`to_dict` saved, each section by :func:`known_settings`."""
+        kinds = typing.get_type_hints(cls)
+        return cls(**{name: known_settings(kinds[name], data.get(name))
+                      for name in ("data", "model", "train")}, out=data.get("out", ""))
 
 
 def flag(name: str) -> str:

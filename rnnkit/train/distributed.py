@@ -1,7 +1,7 @@
 """Training on several processes or machines: torchrun, DistributedDataParallel, gloo.
 
-Both training loops (the language models' and the supervised one of classifiers and
-forecasters) take their distributed plumbing from here:
+The one training loop (:mod:`rnnkit.train.loop`, under language models, classifiers and
+forecasters) takes its distributed plumbing from here:
 
 - :func:`init` joins the process group that ``torchrun`` (or ``--nproc``) describes in the
   environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_WORLD_SIZE``, ``MASTER_ADDR``...), with gloo

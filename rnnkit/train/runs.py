@@ -12,7 +12,7 @@ from typing import NamedTuple
 from rnnkit.data.tokenizers import Tokenizer, tokenizer_from_dict
 from rnnkit.errors import UserError
 from rnnkit.models.language_model import LanguageModel, ModelConfig
-from rnnkit.train.checkpoint import CONFIG_FILE, Checkpoint, load_checkpoint
+from rnnkit.train.checkpoint import CONFIG_FILE, Checkpoint, config_of_kind, load_checkpoint
 from rnnkit.train.config import RunConfig
 
 KIND = "language_model"
@@ -32,9 +32,7 @@ def checkpoint_config(config: RunConfig, tokenizer: Tokenizer) -> dict:
 def run_from_checkpoint(checkpoint: Checkpoint) -> LanguageModelRun:
     """Rebuild model, tokenizer and config from a loaded checkpoint."""
     where = checkpoint.path / CONFIG_FILE
-    data = checkpoint.config
-    if data.get("kind") != KIND:
-        raise UserError(f"{where}: expected a language-model run, found kind {data.get('kind')!r}")
+    data = config_of_kind(checkpoint, KIND, "a language-model run")
     try:
         config = RunConfig.from_dict(data["run"])
         model_config = ModelConfig.from_dict(data["run"]["model"])
