@@ -221,10 +221,14 @@ def _download(url: str, handle, file: RemoteFile, progress: bool) -> str:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
                       desc=file.name, disable=not progress, leave=False) as bar:
+                received = 0
                 for chunk in iter(lambda: response.read(CHUNK), b""):
                     handle.write(chunk)
                     digest.update(chunk)
+                    received += len(chunk)
                     bar.update(len(chunk))
+            if total is not None and received < total:  # urllib reads an early close as EOF
+                raise http.client.IncompleteRead(b"", total - received)
     except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
         raise DownloadError(
             f"could not download {url} ({_reason(error)}); to place the file by hand, save "
@@ -238,8 +242,8 @@ def _reason(error: Exception) -> str:
         return f"HTTP {error.code} {error.reason}"
     if isinstance(error, urllib.error.URLError):
         return str(error.reason)
-    if isinstance(error, http.client.IncompleteRead):
-        return f"the connection closed after {len(error.partial):,} bytes"
+    if isinstance(error, http.client.IncompleteRead) and error.expected is not None:
+        return f"the connection closed {error.expected:,} bytes before the end"
     return str(error) or type(error).__name__
 
 
