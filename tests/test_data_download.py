@@ -8,6 +8,7 @@ built from ``hashlib`` digests of what was served.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.server
 import json
@@ -88,7 +89,7 @@ def error_lines(err: str) -> list[str]:
 
 
 @needs_shared
-@pytest.mark.parametrize("name", ["tinyshakespeare", "airpassengers", "sunspots"])
+@pytest.mark.parametrize("name", ["tinyshakespeare", "airpassengers", "sunspots", "etth1"])
 def test_the_digests_are_those_of_the_real_files(name):
     """../shared/data holds byte-identical copies of these upstream files."""
     (file,) = download.DATASETS[name].files
@@ -198,7 +199,7 @@ def test_an_unknown_name_lists_the_known_ones_and_fetches_nothing(mirror, tmp_pa
     assert status == 2 and stdout == ""
     assert error_lines(err) == [
         "rnnkit: error: unknown dataset 'shakespeare'; known: tinyshakespeare, airpassengers, "
-        "sunspots, nsmc (rnnkit data list describes them)"]
+        "sunspots, etth1, nsmc (rnnkit data list describes them)"]
     assert mirror.requests == []
     assert not (tmp_path / "out").exists()
 
@@ -210,7 +211,8 @@ def test_list_names_every_file_its_size_source_and_licence(mirror, tmp_path, cap
         assert f"{dataset.name}: {dataset.what}\n  licence: {dataset.licence}" in stdout
         for file in dataset.files:
             assert f"{file.name}: {file.size:,} bytes from {file.url}\n" in stdout
-    for licence in ("public domain text", "Box & Jenkins", "SILSO, CC BY-NC 4.0", "CC0 1.0"):
+    for licence in ("public domain text", "Box & Jenkins", "SILSO, CC BY-NC 4.0", "CC BY-ND 4.0",
+                    "CC0 1.0"):
         assert licence in stdout
     assert f"cache: {tmp_path / 'cache' / 'data'}\n" in stdout
 
@@ -249,3 +251,23 @@ def test_the_command_in_a_child_process(mirror, tmp_path):
     assert download.sha256_of(tmp_path / "data" / "monthly-sunspots.csv") == SUNSPOTS.sha256
     assert "\r" not in done.stderr  # no progress bar when stderr is not a terminal
     assert mirror.requests == ["/monthly-sunspots.csv"]
+
+
+def test_without_a_mirror_the_upstream_is_asked(tmp_path, monkeypatch, capsys):
+    """No $RNNKIT_DATA_MIRROR: the file's own address is fetched, and the error says to save
+    "it" where the cache looks; a file saved there by hand is then used, no network needed."""
+    monkeypatch.delenv(download.MIRROR_VARIABLE, raising=False)
+    monkeypatch.setenv("RNNKIT_CACHE", str(tmp_path / "cache"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}/AirPassengers.csv"
+    unreachable = dataclasses.replace(AIR, url=dead)
+    with pytest.raises(download.DownloadError) as raised:
+        download.fetch(unreachable)
+    cache = tmp_path / "cache" / "data"
+    assert str(raised.value).startswith(f"could not download {dead} (")
+    assert (f"; to place the file by hand, save it as {cache / 'AirPassengers.csv'} "
+            f"(sha256 {AIR.sha256})") in str(raised.value)
+    if (SHARED / "AirPassengers.csv").exists():
+        (cache / "AirPassengers.csv").write_bytes((SHARED / "AirPassengers.csv").read_bytes())
+        assert download.fetch(unreachable) == cache / "AirPassengers.csv"

@@ -84,7 +84,7 @@ CHAR_RNN = ("karpathy/char-rnn", "6f9487a6fe5b420b7ca9afb0d7c078e37c1d1b4e")
 DARTS = ("unit8co/darts", "2be8e43fbdc1265209f33bbe8bae81f3e4d9146f")
 NSMC = ("e9t/nsmc", "cc0670e872d4ac27bfe36c87456783004b39ef6c")
 
-# Digests: the first three are the sha256 of the blobs at the pinned commits (identical to
+# Digests: the first four are the sha256 of the blobs at the pinned commits (identical to
 # ../shared/data's copies); NSMC's are the sha256 Hugging Face datasets recorded for the same
 # two upstream files (datasets/nsmc/dataset_infos.json, with the same byte counts).
 DATASETS: dict[str, Dataset] = {dataset.name: dataset for dataset in (
@@ -121,6 +121,18 @@ DATASETS: dict[str, Dataset] = {dataset.name: dataset for dataset in (
         files=(RemoteFile("monthly-sunspots.csv",
                           _github(*DARTS, "datasets/monthly-sunspots.csv"), 42_219,
                           "4b91dd8e13bdf6a95c3034c71ceca0152269986c6a91706c6eaf50c1d50081c8"),),
+    ),
+    Dataset(
+        name="etth1",
+        what="electricity transformer temperature, hourly, 17,420 rows, 7 columns (OT is the "
+             "usual target): the long-horizon forecasting benchmark",
+        source="unit8co/darts datasets/ETTh1.csv (from the ETDataset)",
+        licence="CC BY-ND 4.0",
+        licence_url="https://creativecommons.org/licenses/by-nd/4.0/",
+        credit="Zhou et al., Informer (AAAI 2021), ETDataset "
+               "https://github.com/zhouhaoyi/ETDataset",
+        files=(RemoteFile("ETTh1.csv", _github(*DARTS, "datasets/ETTh1.csv"), 2_589_657,
+                          "f18de3ad269cef59bb07b5438d79bb3042d3be49bdeecf01c1cd6d29695ee066"),),
     ),
     Dataset(
         name="nsmc",
@@ -230,9 +242,10 @@ def _download(url: str, handle, file: RemoteFile, progress: bool) -> str:
             if total is not None and received < total:  # urllib reads an early close as EOF
                 raise http.client.IncompleteRead(b"", total - received)
     except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
+        upstream = "it" if url == file.url else file.url
         raise DownloadError(
             f"could not download {url} ({_reason(error)}); to place the file by hand, save "
-            f"{file.url} as {data_cache() / file.name} (sha256 {file.sha256}), or point "
+            f"{upstream} as {data_cache() / file.name} (sha256 {file.sha256}), or point "
             f"${MIRROR_VARIABLE} at a server that has it") from None
     return digest.hexdigest()
 
