@@ -271,3 +271,23 @@ def test_without_a_mirror_the_upstream_is_asked(tmp_path, monkeypatch, capsys):
     if (SHARED / "AirPassengers.csv").exists():
         (cache / "AirPassengers.csv").write_bytes((SHARED / "AirPassengers.csv").read_bytes())
         assert download.fetch(unreachable) == cache / "AirPassengers.csv"
+
+
+def readme_blocks(language: str) -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.findall(rf"^```{language}\n(.*?)^```", text, re.DOTALL | re.MULTILINE)
+
+
+def test_the_readme_commands_read_only_what_rnnkit_data_get_provides():
+    """A fresh clone has no ../shared/data: the README's command blocks read data/ files that
+    `rnnkit data get` writes, and the README's table gives each file's name and size."""
+    commands = "\n".join(readme_blocks("bash"))
+    assert commands and "shared/data" not in commands
+    provided = {file.name for d in download.DATASETS.values() for file in d.files}
+    read = set(re.findall(r"(?<![\w/.])data/([\w.-]+\.(?:txt|csv|tsv))", commands))
+    assert read and read <= provided, read - provided
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for dataset in download.DATASETS.values():
+        assert f"| `{dataset.name}` |" in readme, dataset.name
+        for file in dataset.files:
+            assert f"`{file.name}`" in readme and f"{file.size:,}" in readme, file.name
