@@ -291,3 +291,34 @@ def test_the_readme_commands_read_only_what_rnnkit_data_get_provides():
         assert f"| `{dataset.name}` |" in readme, dataset.name
         for file in dataset.files:
             assert f"`{file.name}`" in readme and f"{file.size:,}" in readme, file.name
+
+
+def test_a_cache_that_cannot_be_created_says_so(mirror, tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    monkeypatch.setenv("RNNKIT_CACHE", str(blocker))
+    status, _, err = run_cli(["data", "get", "sunspots", "--out", tmp_path / "out"], capsys)
+    assert status == 2
+    assert error_lines(err) == [f"rnnkit: error: cannot create the data cache {blocker / 'data'} "
+                                f"(Not a directory); set $RNNKIT_CACHE to a folder you can write"]
+    assert mirror.requests == []
+
+
+def test_a_full_disk_is_reported_as_such_and_leaves_nothing(mirror, tmp_path):
+    """The child may write files of 4 KiB at most (RLIMIT_FSIZE, as on a full disk: EFBIG)."""
+    mirror.files["monthly-sunspots.csv"] = b"1749-01,58.0\n" * 3000  # 39,000 bytes
+    limited = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+               "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096)); "
+               "from rnnkit.cli import main; sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run(
+        [sys.executable, "-c", limited, "data", "get", "sunspots"], cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    (line,) = error_lines(done.stderr)
+    cache = tmp_path / "cache" / "data"
+    assert re.fullmatch(re.escape(f"rnnkit: error: cannot write {cache}/.monthly-sunspots.csv.")
+                        + r"\w+\.part" + re.escape(" (File too large); free some room or set "
+                                                   "$RNNKIT_CACHE to another folder"), line), line
+    assert every_file(cache) == []
+    assert "Traceback" not in done.stderr

@@ -202,7 +202,11 @@ def fetch(file: RemoteFile, progress: bool | None = None) -> Path:
         logger.warning("%s: the cached copy's sha256 is not %s; fetching it again",
                        target, file.sha256)
         target.unlink()
-    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create the data cache {cache} ({error.strerror}); set "
+                        f"$RNNKIT_CACHE to a folder you can write") from None
     url = source_url(file)
     if progress is None:
         progress = sys.stderr.isatty()
@@ -211,8 +215,11 @@ def fetch(file: RemoteFile, progress: bool | None = None) -> Path:
                                          delete=False)
     partial = Path(handle.name)
     try:
-        with handle:
-            actual = _download(url, handle, file, progress)
+        try:
+            with handle:
+                actual = _download(url, handle, file, progress)
+        except OSError as error:  # the last buffered bytes not written when it closed
+            raise _write_error(partial, error) from None
         if actual != file.sha256:
             raise DownloadError(f"{url}: sha256 {actual} is not the expected {file.sha256}; "
                                 f"the download was deleted")
@@ -235,7 +242,7 @@ def _download(url: str, handle, file: RemoteFile, progress: bool) -> str:
                       desc=file.name, disable=not progress, leave=False) as bar:
                 received = 0
                 for chunk in iter(lambda: response.read(CHUNK), b""):
-                    handle.write(chunk)
+                    _write(handle, chunk)
                     digest.update(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
@@ -248,6 +255,19 @@ def _download(url: str, handle, file: RemoteFile, progress: bool) -> str:
             f"{upstream} as {data_cache() / file.name} (sha256 {file.sha256}), or point "
             f"${MIRROR_VARIABLE} at a server that has it") from None
     return digest.hexdigest()
+
+
+def _write(handle, chunk: bytes) -> None:
+    """A local write error (a full disk) is the cache's problem, not the download's."""
+    try:
+        handle.write(chunk)
+    except OSError as error:
+        raise _write_error(Path(handle.name), error) from None
+
+
+def _write_error(path: Path, error: OSError) -> DownloadError:
+    return DownloadError(f"cannot write {path} ({error.strerror or error}); free some room or "
+                         f"set $RNNKIT_CACHE to another folder")
 
 
 def _reason(error: Exception) -> str:
