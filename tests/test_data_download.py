@@ -322,3 +322,19 @@ def test_a_full_disk_is_reported_as_such_and_leaves_nothing(mirror, tmp_path):
                                                    "$RNNKIT_CACHE to another folder"), line), line
     assert every_file(cache) == []
     assert "Traceback" not in done.stderr
+
+
+@needs_shared
+def test_an_out_folder_that_cannot_be_made_is_one_line(mirror, tmp_path, capsys):
+    mirror.files["AirPassengers.csv"] = (SHARED / "AirPassengers.csv").read_bytes()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    status, _, err = run_cli(["data", "get", "airpassengers", "--out", blocker], capsys)
+    assert status == 2
+    assert error_lines(err) == [f"rnnkit: error: --out {blocker}: is a file; expected a folder "
+                                f"to put the data in"]
+    status, _, err = run_cli(["data", "get", "airpassengers", "--out", blocker / "sub"], capsys)
+    assert status == 2
+    assert error_lines(err) == [f"rnnkit: error: --out {blocker / 'sub'}: cannot write there "
+                                f"(Not a directory); expected a folder you can write"]
+    assert every_file(tmp_path / "cache" / "data") == ["AirPassengers.csv"]  # still cached

@@ -291,11 +291,15 @@ def get(name: str, out: str | Path, progress: bool | None = None) -> list[Path]:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: is a file; expected a folder to put the data in")
     copied = []
-    for file in chosen.files:
-        cached = fetch(file, progress=progress)
-        out.mkdir(parents=True, exist_ok=True)
-        copied.append(_copy(cached, out / file.name))
-    _write_atomically(out / f"{chosen.name}.LICENSE.txt", licence_note(chosen).encode())
+    try:
+        for file in chosen.files:
+            cached = fetch(file, progress=progress)
+            out.mkdir(parents=True, exist_ok=True)
+            copied.append(_copy(cached, out / file.name))
+        _write_atomically(out / f"{chosen.name}.LICENSE.txt", licence_note(chosen).encode())
+    except OSError as error:
+        raise UserError(f"--out {out}: cannot write there ({error.strerror or error}); "
+                        f"expected a folder you can write") from None
     return copied
 
 
