@@ -18,7 +18,7 @@ from rnnkit.commands.output import NORMAL, QUIET, VERBOSE
 from rnnkit.errors import UserError
 
 COMMAND_MODULES = (
-    "rnnkit.commands.demo",
+    "rnnkit.commands.demo", "rnnkit.commands.data",
     "rnnkit.commands.longdep", "rnnkit.commands.gradflow", "rnnkit.commands.report",
     "rnnkit.commands.train", "rnnkit.commands.sample", "rnnkit.commands.eval",
     "rnnkit.commands.bench", "rnnkit.commands.export",
@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rnnkit",
         description="Recurrent networks (RNN, GRU, LSTM) you can read, run fast and look inside.",
-        epilog=examples("rnnkit demo", "rnnkit train corpus.txt --time-budget 600",
+        epilog=examples("rnnkit demo", "rnnkit data get tinyshakespeare",
+                        "rnnkit train data/tinyshakespeare.txt --time-budget 600",
                         "rnnkit sample runs/corpus-char --prime 'ROMEO:'",
                         "rnnkit classify train reviews.tsv",
                         "rnnkit forecast train sales.csv --target Sales --horizon 12",
