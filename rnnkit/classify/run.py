@@ -32,7 +32,12 @@ from rnnkit.data.tokenizers import LEVELS, tokenizer_from_dict
 from rnnkit.errors import UserError
 from rnnkit.train import resume
 from rnnkit.train.checkpoint import config_of_kind, load_checkpoint, rebuilding
-from rnnkit.train.config import AppConfig, TrainConfig, apply_default_budget
+from rnnkit.train.config import (
+    CLASSIFIER_DEFAULT_EPOCHS,
+    AppConfig,
+    TrainConfig,
+    apply_default_budget,
+)
 from rnnkit.train.supervised import SupervisedTrainer, epoch_generator
 
 logger = logging.getLogger(__name__)
@@ -209,7 +214,7 @@ def start_classifier(config: ClassifyConfig, progress: bool = False,
     """
     config.data.validate()
     train = config.train
-    apply_default_budget(train, 5.0)  # what the --epochs help names (cosine decays over it)
+    apply_default_budget(train, CLASSIFIER_DEFAULT_EPOCHS)  # cosine decays over it
     train.validate()
     run_dir, ranks, restarted = resume.claim_run_folder(
         config, f"classify-{Path(config.data.path).stem}",

@@ -14,7 +14,9 @@ import sys
 from rnnkit.commands import launch
 from rnnkit.commands.helptext import CHECKPOINT_HELP, examples, with_default
 from rnnkit.commands.output import budget_text, say, settings_dump
+from rnnkit.commands.trainflags import training_flags
 from rnnkit.errors import UserError
+from rnnkit.train.config import CLASSIFIER_DEFAULT_EPOCHS
 
 # flag -> (section, key, type, help)
 TRAIN_FLAGS = {
@@ -38,26 +40,8 @@ TRAIN_FLAGS = {
     "--dropout": ("model", "dropout", float, "dropout on pooled features, between layers"),
     "--embedding-dropout": ("model", "embedding_dropout", float, "dropout on embeddings"),
     "--backend": ("model", "backend", str, "auto | fused | reference"),
-    "--batch-size": ("train", "batch_size", int, "texts per batch (default 64)"),
-    "--lr": ("train", "lr", float, "learning rate (default 2e-3)"),
-    "--weight-decay": ("train", "weight_decay", float, "AdamW weight decay (default 0)"),
-    "--clip": ("train", "clip", float, "gradient-norm clipping, 0 off (default 5)"),
-    "--schedule": ("train", "schedule", str, "constant | cosine | plateau"),
-    "--min-lr": ("train", "min_lr", float, "cosine: final learning rate"),
-    "--warmup": ("train", "warmup", int, "steps of linear warmup"),
-    "--max-steps": ("train", "max_steps", int, "stop after this many steps"),
-    "--epochs": ("train", "epochs", float, "stop after this many passes (default 5 when no "
-                 "budget is given)"),
-    "--time-budget": ("train", "time_budget", float, "stop after this many seconds"),
-    "--eval-every": ("train", "eval_every", int, "steps between validations (0: per epoch)"),
-    "--eval-batch-size": ("train", "eval_batch_size", int, "texts per validation batch"),
-    "--patience": ("train", "patience", int, "early stopping after N validations without gain"),
-    "--log-every": ("train", "log_every", int, "steps between metrics.jsonl lines (10)"),
-    "--seed": ("train", "seed", int, "random seed (default 1234)"),
-    "--threads": ("train", "threads", int, "torch threads (0: torch's choice;"
-                " several processes: cores / processes)"),
-    "--dist-timeout": ("train", "dist_timeout", float,
-                       "seconds a collective waits for the other processes (600)"),
+    **{flag: ("train", field, kind, text) for flag, (field, kind, text)
+       in training_flags("texts", CLASSIFIER_DEFAULT_EPOCHS, ("eval_batch_size",)).items()},
 }
 
 

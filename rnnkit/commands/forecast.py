@@ -16,7 +16,9 @@ from pathlib import Path
 from rnnkit.commands import launch
 from rnnkit.commands.helptext import CHECKPOINT_HELP, examples, with_default
 from rnnkit.commands.output import budget_text, say, settings_dump
+from rnnkit.commands.trainflags import training_flags
 from rnnkit.errors import UserError
+from rnnkit.train.config import FORECASTER_DEFAULT_EPOCHS
 
 # flag -> (section, key, type, help)
 TRAIN_FLAGS = {
@@ -43,24 +45,8 @@ TRAIN_FLAGS = {
     "--window-norm": ("model", "window_norm", str, "last | mean | none (default last)"),
     "--loss": ("model", "loss", str, "mse | mae without quantiles (default mse)"),
     "--backend": ("model", "backend", str, "auto | fused | reference"),
-    "--batch-size": ("train", "batch_size", int, "windows per batch (default 32)"),
-    "--lr": ("train", "lr", float, "learning rate (default 2e-3)"),
-    "--weight-decay": ("train", "weight_decay", float, "AdamW weight decay (default 0)"),
-    "--clip": ("train", "clip", float, "gradient-norm clipping, 0 off (default 5)"),
-    "--schedule": ("train", "schedule", str, "constant | cosine | plateau"),
-    "--warmup": ("train", "warmup", int, "steps of linear warmup"),
-    "--max-steps": ("train", "max_steps", int, "stop after this many steps"),
-    "--epochs": ("train", "epochs", float, "stop after this many passes (default 20 "
-                 "when no budget is given)"),
-    "--time-budget": ("train", "time_budget", float, "stop after this many seconds"),
-    "--eval-every": ("train", "eval_every", int, "steps between validations (0: per epoch)"),
-    "--patience": ("train", "patience", int, "early stopping after N validations without gain"),
-    "--log-every": ("train", "log_every", int, "steps between metrics.jsonl lines (10)"),
-    "--seed": ("train", "seed", int, "random seed (default 1234)"),
-    "--threads": ("train", "threads", int, "torch threads (0: torch's choice;"
-                " several processes: cores / processes)"),
-    "--dist-timeout": ("train", "dist_timeout", float,
-                       "seconds a collective waits for the other processes (600)"),
+    **{flag: ("train", field, kind, text) for flag, (field, kind, text)
+       in training_flags("windows", FORECASTER_DEFAULT_EPOCHS).items()},
 }
 
 

@@ -13,6 +13,7 @@ import sys
 from rnnkit.commands import launch
 from rnnkit.commands.helptext import examples, with_default
 from rnnkit.commands.output import NORMAL, budget_text, say, settings_dump, verbosity
+from rnnkit.commands.trainflags import OPTIONAL, training_flags
 from rnnkit.errors import UserError
 from rnnkit.train.config import DEFAULT_EPOCHS, RunConfig, gives_budget
 from rnnkit.train.metrics import bits_per_token, perplexity
@@ -42,31 +43,8 @@ FLAGS = {
     "--zoneout-cell": ("model.zoneout_cell", float, "lstm: zoneout probability on c"),
     "--recurrent-dropout": ("model.recurrent_dropout", float, "variational dropout on h_{t-1}"),
     "--weight-drop": ("model.weight_drop", float, "DropConnect on W_hh (AWD-LSTM)"),
-    "--batch-size": ("train.batch_size", int, "streams per batch (default 64)"),
-    "--seq-len": ("train.seq_len", int, "truncated-BPTT length (default 100)"),
-    "--optimizer": ("train.optimizer", str, "adamw | sgd | rmsprop (default adamw)"),
-    "--lr": ("train.lr", float, "learning rate (default 2e-3)"),
-    "--weight-decay": ("train.weight_decay", float, "weight decay (default 0)"),
-    "--momentum": ("train.momentum", float, "sgd / rmsprop momentum (default 0)"),
-    "--clip": ("train.clip", float, "gradient-norm clipping, 0 off (default 5)"),
-    "--warmup": ("train.warmup", int, "steps of linear warmup (default 0)"),
-    "--schedule": ("train.schedule", str, "constant | cosine | plateau (default constant)"),
-    "--min-lr": ("train.min_lr", float, "cosine: final learning rate (default 0)"),
-    "--plateau-factor": ("train.plateau_factor", float, "plateau: decay factor (default 0.25)"),
-    "--plateau-patience": ("train.plateau_patience", int, "plateau: evaluations to wait"),
-    "--max-steps": ("train.max_steps", int, "stop after this many steps (0: no limit)"),
-    "--epochs": ("train.epochs", float, f"stop after this many passes (default "
-                 f"{DEFAULT_EPOCHS:g} when no budget is given; 0: no limit)"),
-    "--time-budget": ("train.time_budget", float, "stop after this many seconds (0: no limit)"),
-    "--eval-every": ("train.eval_every", int, "steps between evaluations (0: once per epoch)"),
-    "--eval-batch-size": ("train.eval_batch_size", int, "streams for evaluation (0: batch size)"),
-    "--patience": ("train.patience", int, "early stopping after N evaluations without gain"),
-    "--log-every": ("train.log_every", int, "steps between metrics.jsonl lines (default 10)"),
-    "--seed": ("train.seed", int, "random seed (default 1234)"),
-    "--threads": ("train.threads", int, "torch threads (0: torch's choice;"
-                " several processes: cores / processes)"),
-    "--dist-timeout": ("train.dist_timeout", float,
-                       "seconds a collective waits for the other processes (600)"),
+    **{flag: (f"train.{field}", kind, text) for flag, (field, kind, text)
+       in training_flags("streams", DEFAULT_EPOCHS, OPTIONAL).items()},
 }
 
 

@@ -28,7 +28,12 @@ from rnnkit.forecast.windows import (
 )
 from rnnkit.train import resume
 from rnnkit.train.checkpoint import config_of_kind, load_checkpoint, rebuilding
-from rnnkit.train.config import AppConfig, TrainConfig, apply_default_budget
+from rnnkit.train.config import (
+    FORECASTER_DEFAULT_EPOCHS,
+    AppConfig,
+    TrainConfig,
+    apply_default_budget,
+)
 from rnnkit.train.supervised import SupervisedTrainer, epoch_generator
 
 logger = logging.getLogger(__name__)
@@ -169,7 +174,7 @@ class ForecastTask:
 def start_forecast(config: ForecastConfig, progress: bool = False) -> SupervisedTrainer:
     """A trainer for a fresh run (its run folder created, its configuration saved)."""
     train = config.train
-    apply_default_budget(train, 20.0)  # what the --epochs help names (cosine decays over it)
+    apply_default_budget(train, FORECASTER_DEFAULT_EPOCHS)  # cosine decays over it
     train.validate()
     run_dir, ranks, restarted = resume.claim_run_folder(
         config, f"forecast-{Path(config.data.path).stem}",

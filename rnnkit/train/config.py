@@ -67,6 +67,8 @@ class DataConfig:
 # the budget of a run given none (no max_steps, epochs or time_budget): ten passes over the
 # training text, about what the README's Tiny Shakespeare run trains in its 600 s
 DEFAULT_EPOCHS = 10.0
+CLASSIFIER_DEFAULT_EPOCHS = 5.0  # classify train: passes over the training texts
+FORECASTER_DEFAULT_EPOCHS = 20.0  # forecast train: passes over the training windows
 BUDGETS = ("max_steps", "epochs", "time_budget")  # the TrainConfig fields that stop a run
 
 
