@@ -142,6 +142,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--select-only", action="store_true",
+                        help="only the selection on the validation split; the test file unread")
     # the shared model, before the grid's settings
     parser.add_argument("--level", default="char")
     parser.add_argument("--vocab-size", type=int, default=8000)
@@ -162,7 +164,8 @@ def main() -> None:
                  for settings in grid] if len(grid) > 1 else []
         best = max(tried, key=lambda row: row["val_accuracy"])["settings"] if tried else grid[0]
         selection += tried
-        finals.append(run_one(args, which, best, args.budget, test=True))
+        if not args.select_only:
+            finals.append(run_one(args, which, best, args.budget, test=True))
     if selection:
         print("\nselection on the validation split (the test file unread)")
         for row in selection:
