@@ -148,9 +148,6 @@ class ClassifyTask:
     def batch_count(self) -> int:
         return len(self._epoch_batches(0))
 
-    def batch(self, epoch: int, index: int):
-        return self.make_batch(self.batch_members(epoch, index))
-
     def batch_members(self, epoch: int, index: int) -> list[int]:
         return self._epoch_batches(epoch)[index]
 

@@ -112,13 +112,6 @@ class ForecastTask:
     def batch_count(self) -> int:
         return math.ceil(len(self.train_inputs) / self.config.train.batch_size)
 
-    def batch(self, epoch: int, index: int):
-        order = torch.randperm(len(self.train_inputs),
-                               generator=epoch_generator(self.config.train.seed, epoch))
-        size = self.config.train.batch_size
-        chosen = order[index * size:(index + 1) * size]
-        return self.train_inputs[chosen], self.train_targets[chosen]
-
     def batch_members(self, epoch: int, index: int) -> list[int]:
         order = torch.randperm(len(self.train_inputs),
                                generator=epoch_generator(self.config.train.seed, epoch))

@@ -39,11 +39,9 @@ class Task(Protocol):
     def batch_count(self) -> int:
         """Batches in one epoch."""
 
-    def batch(self, epoch: int, index: int):
-        """Batch ``index`` of ``epoch``; the order must depend only on the seed and epoch."""
-
     def batch_members(self, epoch: int, index: int) -> list[int]:
-        """The examples of batch ``index`` of ``epoch`` (what ``batch`` holds), in order."""
+        """The examples of batch ``index`` of ``epoch``, in order; the order must depend only
+        on the seed and the epoch."""
 
     def make_batch(self, members: list[int]):
         """A batch of these training examples."""
@@ -90,7 +88,8 @@ class ExamplesTask:
         ranks' gradients is the global batch's gradient. A rank left without an example (a
         short last batch) runs one with weight 0."""
         if not dist.enabled:
-            loss, count = self.task.loss(net, self.task.batch(epoch, index))
+            batch = self.task.make_batch(self.task.batch_members(epoch, index))
+            loss, count = self.task.loss(net, batch)
             return loss, 1.0, count
         members = self.task.batch_members(epoch, index)
         mine = members[dist.rank::dist.world_size]
