@@ -30,6 +30,7 @@ import httpx
 import torch
 from results import write_results
 
+from rnnkit.commands.explore import bound_port
 from rnnkit.data.tokenizers import CharTokenizer
 from rnnkit.explore.analysis import ExploreRun
 from rnnkit.explore.server import CallingThreadExecutor, create_app, serve
@@ -72,7 +73,7 @@ def main(argv=None) -> int:
     model_work = CallingThreadExecutor()
 
     def measure(server):  # on a client thread while the main thread serves the model
-        port = server.servers[0].sockets[0].getsockname()[1]
+        port = bound_port(server, 0)
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
                 for index, passage in enumerate(passages):
