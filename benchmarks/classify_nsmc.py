@@ -41,11 +41,20 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 GRID_KEYS = {"dropout": ("model", "dropout", float),
              "embedding_dropout": ("model", "embedding_dropout", float),
              "pooling": ("model", "pooling", str), "hidden": ("model", "hidden", int),
-             "weight_decay": ("train", "weight_decay", float), "lr": ("train", "lr", float)}
+             "weight_decay": ("train", "weight_decay", float), "lr": ("train", "lr", float),
+             "embedding": ("model", "embedding", int), "layers": ("model", "layers", int),
+             "cell": ("model", "cell", str), "level": ("data", "level", str),
+             "vocab_size": ("data", "vocab_size", int), "max_len": ("data", "max_len", int),
+             "schedule": ("train", "schedule", str), "batch_size": ("train", "batch_size", int)}
 
 
 def candidates(grid: str) -> list[dict]:
-    """``"dropout=0.3,0.5;pooling=max,mean-max"`` -> every combination, as dicts."""
+    """``"dropout=0.3,0.5;pooling=max,mean-max"`` -> every combination, as dicts.
+
+    ``+`` joins grids: ``"level=bpe + schedule=cosine"`` tries each change on its own.
+    """
+    if "+" in grid:
+        return [row for part in grid.split("+") for row in candidates(part)]
     axes = []
     for part in filter(None, (part.strip() for part in grid.split(";"))):
         key, _, values = part.partition("=")
