@@ -254,7 +254,7 @@ def quantize(model: nn.Module, inplace: bool = False) -> nn.Module:
         _check_quantizable(name, layer)
     for name, layer in found:
         _quantize_layer(layer)
-        logger.info("rnnkit: %s quantized to int8 weights", name or type(layer).__name__)
+        logger.debug("rnnkit: %s quantized to int8 weights", name or type(layer).__name__)
     model.eval()
     return model
 
