@@ -7,6 +7,7 @@ time is written by hand and whose every state and gate is returned on request.
 from rnnkit.cell_layers import GRUCell, LSTMCell, RNNCell
 from rnnkit.internals import DirectionInternals, Internals
 from rnnkit.layers import GRU, LSTM, RNN, IndRNN
+from rnnkit.quantization import quantize
 
 __version__ = "0.1.0"
 
@@ -20,5 +21,6 @@ __all__ = [
     "Internals",
     "LSTMCell",
     "RNNCell",
+    "quantize",
     "__version__",
 ]

@@ -225,6 +225,10 @@ class _RecurrentLayer(nn.Module):
             for layer in range(self.num_layers) for suffix in self._suffixes()
         ]
 
+    def _like(self) -> Tensor:
+        """The tensor inputs and states must match in dtype and device (int8 layers: a scale)."""
+        return self.weight_ih_l0
+
     def _weights(self, layer: int, suffix: str) -> dict[str, Tensor | None]:
         kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "ln_ih_weight",
                  "ln_ih_bias", "ln_hh_weight", "ln_hh_bias", "ln_cell_weight", "ln_cell_bias",
@@ -242,14 +246,14 @@ class _RecurrentLayer(nn.Module):
         if isinstance(input, PackedSequence):
             check.input_dims(self._name, input.data, (2,), "packed data: (sum of lengths, H_in)")
             check.feature_size(self._name, input.data, self.input_size)
-            check.matching_tensor(self._name, "input", input.data, self.weight_ih_l0)
+            check.matching_tensor(self._name, "input", input.data, self._like())
             return unpack(input), True, input
         layout = "(L, H_in) unbatched or " + (
             "(N, L, H_in)" if self.batch_first else "(L, N, H_in)"
         )
         check.input_dims(self._name, input, (2, 3), layout)
         check.feature_size(self._name, input, self.input_size)
-        check.matching_tensor(self._name, "input", input, self.weight_ih_l0)
+        check.matching_tensor(self._name, "input", input, self._like())
         batched = input.dim() == 3
         if not batched:
             input = input.unsqueeze(1)
@@ -291,7 +295,7 @@ class _RecurrentLayer(nn.Module):
                 expected = (directions * self.num_layers, size)
                 meaning = f"(num_layers * num_directions, {size_name}) for unbatched input"
             check.state_shape(self._name, name, state, expected, meaning)
-            check.matching_tensor(self._name, name, state, self.weight_ih_l0)
+            check.matching_tensor(self._name, name, state, self._like())
             if not batched:
                 state = state.unsqueeze(1)
             if packed is not None and packed.sorted_indices is not None:

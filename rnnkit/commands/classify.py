@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 
-from rnnkit.commands import launch
+from rnnkit.commands import int8flag, launch
 from rnnkit.commands.helptext import CHECKPOINT_HELP, examples, with_default
 from rnnkit.commands.output import budget_text, say, settings_dump
 from rnnkit.commands.trainflags import training_flags
@@ -101,6 +101,7 @@ def register(subparsers) -> None:
     predict.add_argument("--onnx", metavar="PATH", default=None,
                          help="the exported file for --runtime onnxruntime (default: "
                               "RUN/model.onnx)")
+    int8flag.add_argument(predict)
     predict.set_defaults(handler=run_predict)
 
     evaluate = commands.add_parser(
@@ -217,7 +218,7 @@ def run_predict(args) -> int:
     from rnnkit.classify.run import load_classifier, predict_probabilities
 
     run = load_classifier(args.run, args.checkpoint)
-    model = run.model
+    model = int8flag.apply(args, run.model)
     if args.runtime == "onnxruntime":
         from rnnkit.commands.sample import onnx_model
         from rnnkit.onnx.models import OnnxClassifier

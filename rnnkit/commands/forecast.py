@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from rnnkit.commands import launch
+from rnnkit.commands import int8flag, launch
 from rnnkit.commands.helptext import CHECKPOINT_HELP, examples, with_default
 from rnnkit.commands.output import budget_text, say, settings_dump
 from rnnkit.commands.trainflags import training_flags
@@ -106,6 +106,7 @@ def register(subparsers) -> None:
     predict.add_argument("--history", type=int, default=0, help="past points in the plot")
     predict.add_argument("--checkpoint", choices=("best", "last"), default="best",
                          help=CHECKPOINT_HELP)
+    int8flag.add_argument(predict)
     predict.set_defaults(handler=run_predict)
 
     backtest = commands.add_parser(
@@ -279,6 +280,7 @@ def run_predict(args) -> int:
         raise UserError(f"--history must be a number of past points >= 0 (0: four horizons, "
                         f"at least 48), got {args.history}")
     run = load_forecast(args.run, args.checkpoint)
+    int8flag.apply(args, run.model)
     series = _series_for(run, args.data)
     horizon = args.horizon or run.config.model.horizon
     forecast = forecast_future(run, series, horizon)

@@ -6,6 +6,7 @@ import sys
 
 import torch
 
+from rnnkit.commands import int8flag
 from rnnkit.commands.helptext import CHECKPOINT_HELP, examples
 from rnnkit.data.tokenizers import END_OF_LINE, UNKNOWN, Tokenizer, UnknownTokenError
 from rnnkit.errors import UserError
@@ -43,6 +44,7 @@ def register(subparsers) -> None:
     parser.add_argument("--onnx", metavar="PATH", default=None,
                         help="the exported file for --runtime onnxruntime (default: "
                              "RUN/model.onnx)")
+    int8flag.add_argument(parser)
     parser.set_defaults(handler=run)
 
 
@@ -143,6 +145,7 @@ def run(args) -> int:
 
     check_arguments(args)
     model, tokenizer, _ = load_run(args.run, args.checkpoint)
+    model = int8flag.apply(args, model)
     if args.runtime == "onnxruntime":
         from rnnkit.onnx.models import OnnxLanguageModel
 
