@@ -34,6 +34,7 @@ NO_BF16_VARIABLE = "RNNKIT_NO_BF16"
 # torch.nn's result dtype under CPU autocast, by family (torch's autocast op lists: lstm and
 # rnn_tanh / rnn_relu run in the lower precision, gru_cell in float32)
 _AUTOCAST_RESULT = {"GRU": torch.float32}
+_cpu_has_bf16: bool | None = None
 
 
 def autocast_bf16() -> bool:
@@ -49,9 +50,12 @@ def kernel_available() -> tuple[bool, str]:
         return False, f"{NO_BF16_VARIABLE} is set"
     from rnnkit.kernels import loader
 
+    global _cpu_has_bf16
     if loader.load_functions() is None:
         return False, "the fused kernels are not available"
-    if not torch.ops.rnnkit.cpu_has_avx512_bf16():
+    if _cpu_has_bf16 is None:  # the CPU does not change: one operator call a process
+        _cpu_has_bf16 = bool(torch.ops.rnnkit.cpu_has_avx512_bf16())
+    if not _cpu_has_bf16:
         return False, "this CPU has no AVX512-BF16"
     return True, ""
 
