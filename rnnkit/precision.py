@@ -87,6 +87,8 @@ def plan(layer, x: Tensor, functions) -> Plan | None:
     autocast to bf16 and float parameters, the reference backend, a non-CPU tensor)."""
     if functions.name != "fused" or x.device.type != "cpu":
         return None
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():  # left to torch's autocast
+        return None
     autocast = autocast_bf16()
     parameters_bf16 = layer.weight_ih_l0.dtype == torch.bfloat16
     if not autocast and not parameters_bf16:

@@ -103,6 +103,43 @@ RNNKIT_BF16_TARGET void round_row(const float* a, int64_t k, uint16_t* out, int6
   }
 }
 
+// One panel of B [k, width <= 16] whose rows are contiguous (stride_n 1): rows 2q and 2q+1
+// rounded together (the lower 16 lanes from row 2q) and interleaved into column pairs.
+RNNKIT_BF16_TARGET void pack_panel_rows(const float* b, int64_t stride_k, int64_t k,
+                                        int64_t width, uint16_t* dest) {
+  alignas(64) static const uint16_t kInterleave[32] = {
+      0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
+      8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const __m512i order = _mm512_load_si512(kInterleave);
+  const __mmask16 columns = width >= kPanel ? __mmask16(0xFFFF) : __mmask16((1u << width) - 1);
+  for (int64_t q = 0; 2 * q < k; ++q) {
+    const __m512 low = _mm512_maskz_loadu_ps(columns, b + 2 * q * stride_k);
+    const __m512 high = 2 * q + 1 < k ? _mm512_maskz_loadu_ps(columns, b + (2 * q + 1) * stride_k)
+                                      : _mm512_setzero_ps();
+    const __m512i rounded = (__m512i)_mm512_cvtne2ps_pbh(high, low);
+    _mm512_storeu_si512(dest + q * 2 * kPanel, _mm512_permutexvar_epi16(order, rounded));
+  }
+}
+
+// One panel of B [k, width <= 16] whose columns are contiguous (stride_k 1, a weight W [n, k]
+// read as W^T): each column rounded whole into `rows` [16, kp], then the pairs (32 bits each)
+// gathered 16 columns at a time.
+RNNKIT_BF16_TARGET void pack_panel_columns(const float* b, int64_t stride_n, int64_t k,
+                                           int64_t width, uint16_t* dest, uint16_t* rows) {
+  const int64_t kp = even(k), pairs = kp / 2;
+  for (int64_t col = 0; col < width; ++col) round_row(b + col * stride_n, k, rows + col * kp, kp);
+  const __mmask16 columns = width >= kPanel ? __mmask16(0xFFFF) : __mmask16((1u << width) - 1);
+  const __m512i index = _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+      _mm512_set1_epi32(int32_t(pairs)));
+  const int32_t* source = reinterpret_cast<const int32_t*>(rows);
+  for (int64_t q = 0; q < pairs; ++q) {
+    const __m512i gathered =
+        _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), columns, index, source + q, 4);
+    _mm512_storeu_si512(dest + q * 2 * kPanel, gathered);
+  }
+}
+
 bool detect() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -138,6 +175,21 @@ uint16_t round_one(float value) {
 void pack(const float* b, int64_t stride_k, int64_t stride_n, int64_t k, int64_t n,
           uint16_t* out) {
   const int64_t pairs = even(k) / 2, size = panel_elements(k);
+  if (k > 0 && (stride_n == 1 || stride_k == 1)) {  // the vector paths
+    thread_local std::vector<uint16_t> rows;
+    if (stride_n != 1 && int64_t(rows.size()) < kPanel * even(k))
+      rows.resize(size_t(kPanel * even(k)));
+    for (int64_t p = 0; p < panels(n); ++p) {
+      const int64_t first = p * kPanel, width = std::min(kPanel, n - first);
+      if (stride_n == 1) {
+        pack_panel_rows(b + first, stride_k, k, width, out + p * size);
+      } else {
+        pack_panel_columns(b + first * stride_n, stride_n, k, width, out + p * size,
+                           rows.data());
+      }
+    }
+    return;
+  }
   for (int64_t p = 0; p < panels(n); ++p) {
     uint16_t* dest = out + p * size;
     const int64_t first = p * kPanel, width = std::min(kPanel, n - first);
@@ -192,10 +244,14 @@ void gemm_packed(int64_t m, int64_t n, int64_t k, const uint16_t* a16, int64_t l
       const __mmask16 last = last_width >= kPanel ? __mmask16(0xFFFF)
                                                   : __mmask16((1u << last_width) - 1);
       const uint16_t* b = packed + p * size + q0 * 2 * kPanel;
-      for (int64_t row = 0; row < m; row += kMaxRows) {
-        const int rows = int(std::min<int64_t>(kMaxRows, m - row));
+      // rows in tiles of at most 6, as even as they go (batch 8: 4 + 4, not 6 + 2, so each
+      // B load feeds at least 4 rows)
+      const int64_t tiles = (m + kMaxRows - 1) / kMaxRows;
+      for (int64_t index = 0, row = 0; index < tiles; ++index) {
+        const int rows = int(m / tiles + (index < m % tiles ? 1 : 0));
         tile_function(rows, group)(chunk, a16 + row * lda + 2 * q0, lda, b, size, load_c,
                                    c + row * ldc + p * kPanel, ldc, last);
+        row += rows;
       }
     }
   }
@@ -211,28 +267,34 @@ void matmul(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, bool accu
   const float* b_data = b.data_ptr<float>();
   const int64_t lda = left.stride(0), ldc = out.stride(0);
   float* c_data = out.data_ptr<float>();
-  std::vector<uint16_t> a16(size_t(std::max<int64_t>(m * kp, 1)));
-  std::vector<uint16_t> b16(size_t(std::max<int64_t>(packed_elements(k, n), 1)));
+  // the calling thread's buffers, kept for its next call up to 64 MiB each (a fresh allocation
+  // costs a page fault per 4 KiB on every call)
+  thread_local std::vector<uint16_t> kept_a, kept_b;
+  std::vector<uint16_t> own_a, own_b;
+  auto buffer = [](std::vector<uint16_t>& kept, std::vector<uint16_t>& own, int64_t elements) {
+    std::vector<uint16_t>& chosen = elements * 2 <= (int64_t(64) << 20) ? kept : own;
+    if (int64_t(chosen.size()) < elements) chosen.resize(size_t(elements));
+    return chosen.data();
+  };
+  uint16_t* a16 = buffer(kept_a, own_a, m * kp);
+  uint16_t* b16 = buffer(kept_b, own_b, packed_elements(k, n));
   const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(k, 1));
   at::parallel_for(0, m, grain, [&](int64_t first, int64_t last) {
-    round_rows(a_data + first * lda, lda, last - first, k, a16.data() + first * kp, kp);
+    round_rows(a_data + first * lda, lda, last - first, k, a16 + first * kp, kp);
   });
   at::parallel_for(0, panels(n), 1, [&](int64_t first, int64_t last) {
     const int64_t begin = first * kPanel, end = std::min(n, last * kPanel);
     pack(b_data + begin * b.stride(1), b.stride(0), b.stride(1), k, end - begin,
-         b16.data() + first * panel_elements(k));
+         b16 + first * panel_elements(k));
   });
-  if (!accumulate)
-    for (int64_t row = 0; row < m; ++row) std::fill(c_data + row * ldc, c_data + row * ldc + n, 0.0f);
   constexpr int64_t kRows = 96, kColumns = kMaxPanels * kPanel;
   const int64_t row_tiles = (m + kRows - 1) / kRows, column_tiles = (n + kColumns - 1) / kColumns;
   at::parallel_for(0, row_tiles * column_tiles, 1, [&](int64_t first, int64_t last) {
     for (int64_t tile = first; tile < last; ++tile) {
       const int64_t row = (tile / column_tiles) * kRows, rows = std::min(kRows, m - row);
       const int64_t col = (tile % column_tiles) * kColumns, width = std::min(kColumns, n - col);
-      gemm_packed(rows, width, k, a16.data() + row * kp, kp,
-                  b16.data() + (col / kPanel) * panel_elements(k), true,
-                  c_data + row * ldc + col, ldc);
+      gemm_packed(rows, width, k, a16 + row * kp, kp, b16 + (col / kPanel) * panel_elements(k),
+                  accumulate, c_data + row * ldc + col, ldc);
     }
   });
 }
