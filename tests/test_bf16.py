@@ -144,6 +144,34 @@ def test_forward_under_autocast_equals_the_emulated_reference(family):
     assert torch.equal(output, hidden.to(output.dtype))
 
 
+@needs_bf16
+@pytest.mark.fused
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("batch", [5, 40])
+def test_a_team_of_two_threads_runs_bf16_on_both(family, batch):
+    """Two threads: at batch 5 they split the hidden units, at batch 40 the sequences
+    (on_unit_ranges); the second thread must run its share in bf16 as well (the mode is the
+    caller's, carried into the team), so the state matches the emulation; a thread left in
+    float32 would put half the units off by more than 1e-5 (the float32 kernels: 95-99% of the
+    elements). With 40 x 64 x 6 rounded h values a midpoint flip (see the module's docstring)
+    is likely: it moves what depends on it -- the RNN: every unit of that sequence from then on,
+    measured 1.4% of the elements -- by up to ~1e-3, so the bound is 2e-3 for all and 1e-5 for
+    90% of them."""
+    torch.set_num_threads(2)
+    torch.manual_seed(3)
+    module = getattr(rnnkit, family)(I, 64, backend="fused")
+    generator = torch.Generator().manual_seed(7)
+    x = torch.randn(T, batch, I, generator=generator)
+    states = [0.5 * torch.randn(1, batch, 64, generator=generator) for _ in range(2)]
+    hx = tuple(states) if family == "LSTM" else states[0]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        _, _, internals = module(x, hx, return_internals=True)
+    expected = emulated(family, x, dict(module.named_parameters()), states_of(family, hx))
+    difference = (internals.last.hidden.double() - expected).abs()
+    assert difference.max() < 2e-3
+    assert (difference < 1e-5).double().mean() > 0.9
+
+
 def test_result_dtypes_follow_torch_nn_under_autocast():
     # torch.nn: LSTM and RNN run lstm / rnn_tanh in bf16, GRU in float32 (autocast's lists)
     expected = {"LSTM": torch.bfloat16, "GRU": torch.float32, "RNN": torch.bfloat16}
