@@ -146,7 +146,16 @@ def environment(backend: str, peak_gflops: float) -> dict:
         "threads": torch.get_num_threads(),
         "backend": backends.select(backend).name,
         "sgemm_peak_gflops": peak_gflops,
+        "bf16": _bf16_kernel(),
     }
+
+
+def _bf16_kernel() -> str:
+    """What runs under CPU autocast to bf16 here (rnnkit.precision)."""
+    from rnnkit import precision
+
+    available, why = precision.kernel_available()
+    return "AVX512-BF16 kernel" if available else f"float32 kernels ({why})"
 
 
 HEADER = (
@@ -181,5 +190,6 @@ def format_environment(info: dict) -> str:
     return (
         f"rnnkit {info['rnnkit']} (backend {info['backend']}) vs torch.nn {info['torch']}, "
         f"{info['threads']} threads, sgemm peak {info['sgemm_peak_gflops']:.1f} GFLOP/s; "
-        "ratio = torch.nn time / rnnkit time, medians of alternating repeats"
+        "ratio = torch.nn time / rnnkit time, medians of alternating repeats; "
+        f"under bf16 autocast: {info.get('bf16', 'unknown')}"
     )

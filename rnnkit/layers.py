@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from rnnkit import _validation as check
-from rnnkit import backends, families
+from rnnkit import backends, families, precision
 from rnnkit import init as gate_init
 from rnnkit._sequences import Padded, repack, reverse_index, reverse_time, unpack
 from rnnkit.bptt.common import GradientRecorder
@@ -313,11 +313,18 @@ class _RecurrentLayer(nn.Module):
 
                 register()  # the translations, read by torch.onnx.export after tracing
             return onnx_ops.export_forward(self, input, hx)
+        if precision.autocast_bf16():  # torch.nn takes any floating input under autocast
+            dtype = self.weight_ih_l0.dtype
+            input, hx = precision.matched(input, dtype), precision.matched(hx, dtype)
         padded, batched, packed = self._prepare_input(input)
         x, mask, lengths = padded.data, padded.mask, padded.lengths
         steps, batch = x.shape[0], x.shape[1]
         states = self._prepare_state(hx, batch, batched, packed, x)
         functions = backends.implementation(self.family, self.backend)
+        plan = precision.plan(self, x, functions)  # bf16 on the fused kernels: rnnkit.precision
+        if plan is not None:
+            x, mask = precision.widened(x), precision.widened(mask)
+            states = [precision.widened(state) for state in states]
         directions = len(self._suffixes())
         index = reverse_index(lengths, steps, batch, x.device) if self.bidirectional else None
         layout = self._internals_layout(batched, packed, mask)
@@ -337,6 +344,7 @@ class _RecurrentLayer(nn.Module):
                     self._weights(layer, suffix),
                     mask,
                     recorder,
+                    plan,
                 )
                 output, final_states, extras = result
                 if direction == 1:
@@ -355,6 +363,9 @@ class _RecurrentLayer(nn.Module):
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
             internals.append(layer_internals)
         final = [torch.stack(collected) for collected in finals]  # (D * num_layers, N, ·)
+        if plan is not None:  # torch.nn's result dtype (rnnkit.precision)
+            layer_input = layer_input.to(plan.result)
+            final = [state.to(plan.result) for state in final]
         output = self._restore_output(layer_input, batched, packed)
         if packed is not None and packed.unsorted_indices is not None:
             final = [state.index_select(1, packed.unsorted_indices) for state in final]
@@ -365,10 +376,14 @@ class _RecurrentLayer(nn.Module):
             return output, state_out, Internals(internals)
         return output, state_out
 
-    def _run_direction(self, functions, x, states, weights, mask, recorder):
+    def _run_direction(self, functions, x, states, weights, mask, recorder, plan=None):
         """One layer, one direction: (output, final states, extra tensors for internals)."""
-        return self._run(functions, x, states, weights, self.variants, self.training,
-                         self.nonlinearity, mask, recorder)
+        if plan is None:
+            return self._run(functions, x, states, weights, self.variants, self.training,
+                             self.nonlinearity, mask, recorder)
+        with plan.scope():  # bf16 on the fused kernels: rnnkit.precision
+            return self._run(functions, x, states, plan.weights(weights), self.variants,
+                             self.training, self.nonlinearity, mask, recorder)
 
     def _restore_output(self, output: Tensor, batched: bool, packed: PackedSequence | None):
         if packed is not None:

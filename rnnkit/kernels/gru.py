@@ -37,6 +37,7 @@ class EagerGRUFunction(torch.autograd.Function):
             buffers = GRUBuffers(*ops.kernels.gru_forward(
                 x, h0, weight_ih, weight_hh, bias_ih, bias_hh, mask))
         ctx.set_materialize_grads(False)
+        ctx.bf16 = ops.bf16_on()  # the backward runs its GEMMs as the forward did
         ctx.save_for_backward(x, weight_ih, weight_hh, *buffers, mask)
         ctx.has_bias, ctx.recorder = bias_ih is not None, recorder
         ctx.mark_non_differentiable(buffers.gates)
@@ -47,7 +48,7 @@ class EagerGRUFunction(torch.autograd.Function):
     def backward(ctx, grad_output, grad_h_n, _grad_gates):
         x, weight_ih, weight_hh, hiddens, gates, hidden_new, mask = ctx.saved_tensors
         needs, recorder = ctx.needs_input_grad, ctx.recorder
-        with BELOW_AUTOGRAD():
+        with BELOW_AUTOGRAD(), ops.bf16_matmul(ctx.bf16):
             grads = GRUGrads(*ops.kernels.gru_backward(
                 grad_output, grad_h_n, x, weight_ih, weight_hh, hiddens, gates, hidden_new, mask,
                 recorder is not None, ctx.has_bias,

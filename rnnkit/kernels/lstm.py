@@ -41,6 +41,7 @@ class EagerLSTMFunction(torch.autograd.Function):
             buffers = LSTMBuffers(*ops.kernels.lstm_forward(
                 x, h0, c0, weight_ih, weight_hh, bias, weight_hr, mask))
         ctx.set_materialize_grads(False)
+        ctx.bf16 = ops.bf16_on()  # the backward runs its GEMMs as the forward did
         ctx.save_for_backward(x, weight_ih, weight_hh, weight_hr, buffers.hiddens, buffers.cells,
                               buffers.gates, mask)
         ctx.has_bias, ctx.recorder = bias_ih is not None, recorder
@@ -54,7 +55,7 @@ class EagerLSTMFunction(torch.autograd.Function):
     def backward(ctx, grad_output, grad_h_n, grad_c_n, _grad_cells, _grad_gates):
         x, weight_ih, weight_hh, weight_hr, hiddens, cells, gates, mask = ctx.saved_tensors
         needs, recorder = ctx.needs_input_grad, ctx.recorder
-        with BELOW_AUTOGRAD():
+        with BELOW_AUTOGRAD(), ops.bf16_matmul(ctx.bf16):
             grads = LSTMGrads(*ops.kernels.lstm_backward(
                 grad_output, grad_h_n, grad_c_n, x, weight_ih, weight_hh, weight_hr, hiddens,
                 cells, gates, mask, recorder is not None, ctx.has_bias,

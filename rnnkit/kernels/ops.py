@@ -23,6 +23,8 @@ to count which operators ran.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import NamedTuple
 
 import torch
@@ -32,6 +34,31 @@ kernels = torch.ops.rnnkit  # the seam: tests/conftest.py wraps it to count call
 # eager calls go straight to the CPU kernel (what torch.library's own wrapper does inside)
 BELOW_AUTOGRAD = torch._C._AutoDispatchBelowAutograd
 _registered = False
+_precision = threading.local()  # .bf16: this thread's operators run their GEMMs in bf16
+
+
+def bf16_on() -> bool:
+    """Whether this thread is in bf16 mode (:func:`bf16_matmul`): a Function's forward keeps it
+    for its backward."""
+    return getattr(_precision, "bf16", False)
+
+
+@contextlib.contextmanager
+def bf16_matmul(on: bool):
+    """The operators called on this thread inside run their GEMMs on the bf16 kernel
+    (``rnnkit::set_bf16_matmul``, see :mod:`rnnkit.precision`) when ``on``, in float32 when
+    not. Nothing is called when the mode is already the one asked for."""
+    if bool(on) == bf16_on():
+        yield
+        return
+    was = bf16_on()
+    kernels.set_bf16_matmul(bool(on))
+    _precision.bf16 = bool(on)
+    try:
+        yield
+    finally:
+        kernels.set_bf16_matmul(was)
+        _precision.bf16 = was
 
 
 # ---- what the operators return, by name ---------------------------------------------------------
@@ -545,6 +572,7 @@ class EagerFunction(torch.autograd.Function):
         formula = FORMULAS[name]
         formula.setup(ctx, inputs, outputs)
         ctx.formula, ctx.recorder, ctx.operator = formula, recorder, name
+        ctx.bf16 = bf16_on()
         ctx.set_materialize_grads(False)
         return outputs
 
@@ -552,7 +580,7 @@ class EagerFunction(torch.autograd.Function):
     def backward(ctx, *grads):
         needs = ctx.needs_input_grad[2:]
         recorder = ctx.recorder
-        with BELOW_AUTOGRAD():
+        with BELOW_AUTOGRAD(), bf16_matmul(ctx.bf16):
             results = ctx.formula.call(ctx, needs, recorder is not None, *grads)
         if recorder is not None:
             cell_grads = getattr(results, "cell_grads", None)

@@ -37,6 +37,7 @@ class EagerRNNFunction(torch.autograd.Function):
         with BELOW_AUTOGRAD():
             hiddens = ops.kernels.rnn_forward(x, h0, weight_ih, weight_hh, bias, relu, mask)
         ctx.set_materialize_grads(False)
+        ctx.bf16 = ops.bf16_on()  # the backward runs its GEMMs as the forward did
         ctx.save_for_backward(x, weight_ih, weight_hh, hiddens, mask)
         ctx.has_bias, ctx.relu, ctx.recorder = bias_ih is not None, relu, recorder
         return held_output(hiddens, mask), hiddens[x.shape[0]].clone()
@@ -45,7 +46,7 @@ class EagerRNNFunction(torch.autograd.Function):
     def backward(ctx, grad_output, grad_h_n):
         x, weight_ih, weight_hh, hiddens, mask = ctx.saved_tensors
         needs, recorder = ctx.needs_input_grad, ctx.recorder
-        with BELOW_AUTOGRAD():
+        with BELOW_AUTOGRAD(), ops.bf16_matmul(ctx.bf16):
             grads = RNNGrads(*ops.kernels.rnn_backward(
                 grad_output, grad_h_n, x, weight_ih, weight_hh, hiddens, mask, ctx.relu,
                 recorder is not None, ctx.has_bias,

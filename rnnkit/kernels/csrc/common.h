@@ -34,6 +34,8 @@
 #include <optional>
 #include <vector>
 
+#include "bf16.h"
+
 namespace rnnkit {
 
 using at::Tensor;
@@ -146,7 +148,8 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, scalar_t 
 // it measured 1.4-3.6x MKL's packed sgemm on this project's machine (an AMD EPYC, where MKL
 // takes its generic path). RNNKIT_GEMM=mkl keeps MKL's packed sgemm (cblas_sgemm_pack), the
 // path before; double always runs the plain BLAS call.
-enum class GemmEngine { kBrgemm, kFewRows, kMklPacked, kPlain };
+// kBf16: the calling thread is in bf16 mode (bf16.h): the operands rounded to bf16, float32 sums.
+enum class GemmEngine { kBrgemm, kFewRows, kMklPacked, kPlain, kBf16 };
 
 inline GemmEngine float_engine() {
 #if defined(CPUBLAS_BRGEMM_F32F32F32)
@@ -274,6 +277,14 @@ class RecurrentGemm {
     if (m <= 0 || n <= 0 || k <= 0) return;
     if constexpr (std::is_same_v<scalar_t, float>) {
       engine_ = float_engine();
+      if (bf16::active()) {  // op(B) packed to bf16 panels, column blocks of 64 over the cores
+        engine_ = GemmEngine::kBf16;
+        blocks_ = (n + 63) / 64;
+        parallel_ = m * n * k >= kParallelMacs && at::get_num_threads() > 1 && blocks_ > 1;
+        packed16_.reset(new uint16_t[bf16::packed_elements(k, n)]);
+        bf16::pack(b, trans_b ? 1 : ldb, trans_b ? ldb : 1, k, n, packed16_.get());
+        return;
+      }
 #if defined(CPUBLAS_BRGEMM_F32F32F32)
       if (engine_ == GemmEngine::kBrgemm) {
         parallel_ = m * n * k >= kParallelMacs && at::get_num_threads() > 1;
@@ -311,6 +322,21 @@ class RecurrentGemm {
       return;
     }
     if constexpr (std::is_same_v<scalar_t, float>) {
+      if (engine_ == GemmEngine::kBf16) {
+        const uint16_t* a16 = bf16::round_rows_scratch(a, lda, m_, k_);
+        auto blocks = [&](int64_t first, int64_t last) {
+          const int64_t begin = first * 64, end = std::min(n_, last * 64);
+          bf16::gemm_packed(m_, end - begin, k_, a16, bf16::even(k_),
+                            packed16_.get() + begin / bf16::kPanel * bf16::panel_elements(k_),
+                            beta != 0.0f, c + begin, ldc);
+        };
+        if (parallel_) {
+          at::parallel_for(0, blocks_, 1, blocks);
+        } else {
+          blocks(0, blocks_);
+        }
+        return;
+      }
       if (engine_ == GemmEngine::kFewRows) {
         few_rows_times_transposed(m_, n_, k_, a, lda, b_, ldb_, beta != 0.0f, c, ldc, parallel_);
         return;
@@ -360,6 +386,7 @@ class RecurrentGemm {
   int64_t block_ = 64, blocks_ = 0;
   bool parallel_ = false;
   std::unique_ptr<float[]> packed_;
+  std::unique_ptr<uint16_t[]> packed16_;  // kBf16: op(B) in bf16 panels
 };
 
 // ---- a team of threads over the whole time loop ------------------------------------------------
@@ -418,8 +445,10 @@ inline void on_unit_ranges(int threads, int64_t hidden, const F& fn, int64_t bat
     return;
   }
   const bool split_rows = batch >= kMinRowsPerThread * threads;
+  const bool bf16_mode = bf16::active();  // the caller's, for the team's GEMMs
 #pragma omp parallel num_threads(threads)
   {
+    const bf16::Scope precision(bf16_mode);
     const int64_t index = omp_get_thread_num(), team = omp_get_num_threads();
     if (split_rows) {
       fn(UnitRange{0, hidden, index, team, batch * index / team, batch * (index + 1) / team,
@@ -450,6 +479,23 @@ class UnitColumnsGemm {
         blocks_.push_back({column, std::min(kColumns, end - column), 0});
     }
     if constexpr (std::is_same_v<scalar_t, float>) {
+      if (bf16::active()) {  // the thread's blocks packed to bf16 panels, in its own cache
+        engine_ = GemmEngine::kBf16;
+        int64_t size = 0;
+        for (Block& block : blocks_) {
+          block.offset = size;
+          size += bf16::packed_elements(k, block.width);
+        }
+        packed16_ = static_cast<uint16_t*>(scratch_bytes(slot, size * 2));
+        if (packed16_ == nullptr) {
+          owned16_.reset(new uint16_t[size]);
+          packed16_ = owned16_.get();
+        }
+        for (const Block& block : blocks_)
+          bf16::pack(b + block.column * (trans_b ? ldb : 1), trans_b ? 1 : ldb,
+                     trans_b ? ldb : 1, k, block.width, packed16_ + block.offset);
+        return;
+      }
 #if defined(CPUBLAS_BRGEMM_F32F32F32)
       if (float_engine() != GemmEngine::kBrgemm) return;
       const bool few = few_rows(m, gates * hidden * k);
@@ -474,6 +520,15 @@ class UnitColumnsGemm {
 
   // beta is 0 (overwrite C) or 1 (add to C).
   void run(const scalar_t* a, int64_t lda, scalar_t beta, scalar_t* c, int64_t ldc) const {
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      if (engine_ == GemmEngine::kBf16) {
+        const uint16_t* a16 = bf16::round_rows_scratch(a, lda, m_, k_);
+        for (const Block& block : blocks_)
+          bf16::gemm_packed(m_, block.width, k_, a16, bf16::even(k_), packed16_ + block.offset,
+                            beta != 0.0f, c + block.column, ldc);
+        return;
+      }
+    }
 #if defined(CPUBLAS_BRGEMM_F32F32F32)
     if constexpr (std::is_same_v<scalar_t, float>) {
       if (engine_ == GemmEngine::kBrgemm) {
@@ -521,6 +576,8 @@ class UnitColumnsGemm {
   std::vector<Block> blocks_;
   float* packed_ = nullptr;  // this thread's scratch (or owned_ above the cap)
   std::unique_ptr<float[]> owned_;
+  uint16_t* packed16_ = nullptr;  // kBf16: the same in bf16 panels
+  std::unique_ptr<uint16_t[]> owned16_;
 };
 
 // ---- activations ------------------------------------------------------------------------------
@@ -618,6 +675,11 @@ inline bool running(const scalar_t* mask, int64_t t, int64_t batch, int64_t row)
 // and tiles of (rows, column block) are spread over the cores, K taken in chunks so a block of
 // b stays in cache. Other dtypes and engines: ATen's mm.
 inline void matmul_into(Tensor& out, const Tensor& a, const Tensor& b, bool accumulate) {
+  if (out.scalar_type() == at::kFloat && bf16::active() && out.stride(1) == 1 && a.numel() > 0 &&
+      b.numel() > 0) {
+    bf16::matmul(out, a, b, accumulate);
+    return;
+  }
 #if defined(CPUBLAS_BRGEMM_F32F32F32)
   // b stored transposed (W_ih^T in the input projection) must be transposed while packing;
   // below ~800 rows that costs more than brgemm gains over MKL's own handling (measured 0.47x
