@@ -1,11 +1,12 @@
 """How the defaults of ``rnnkit train`` and ``rnnkit forecast train`` were chosen: on validation.
 
 Each candidate is a set of flags on top of the command's defaults; every candidate of a command
-trains on the same data with the same budget (a number of epochs — a candidate may name its own —, so the choice does not depend
-on how busy the machine is) through the real CLI, and is scored by the best validation loss its
-run logged (``metrics.jsonl``). Test data is never read. The winner is the candidate with the
-lowest validation loss, for ``forecast`` the lowest geometric mean over the series of the loss
-relative to the current defaults' (the series' losses are on different scales).
+trains on the same data with the same budget (a number of epochs, unless a candidate names its
+own, so the choice does not depend on how busy the machine is) through the real CLI, and is
+scored by the best validation loss its run logged (``metrics.jsonl``). Test data is never
+read. The winner is the candidate with the lowest validation loss, for ``forecast`` the lowest
+geometric mean over the series of the loss relative to the current defaults' (the series'
+losses are on different scales).
 
     .venv/bin/python benchmarks/select_defaults.py --task train      # Tiny Shakespeare, ~15 min
     .venv/bin/python benchmarks/select_defaults.py --task forecast   # three series, ~10 min

@@ -314,7 +314,7 @@ class _RecurrentLayer(nn.Module):
                 register()  # the translations, read by torch.onnx.export after tracing
             return onnx_ops.export_forward(self, input, hx)
         if precision.autocast_bf16():  # torch.nn takes any floating input under autocast
-            dtype = self.weight_ih_l0.dtype
+            dtype = self._like().dtype  # int8 layers: their float32 scales
             input, hx = precision.matched(input, dtype), precision.matched(hx, dtype)
         padded, batched, packed = self._prepare_input(input)
         x, mask, lengths = padded.data, padded.mask, padded.lengths

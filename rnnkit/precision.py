@@ -89,6 +89,8 @@ def plan(layer, x: Tensor, functions) -> Plan | None:
         return None
     if torch.compiler.is_compiling() or torch.jit.is_tracing():  # left to torch's autocast
         return None
+    if layer.weight_ih_l0.dtype == torch.int8:  # rnnkit.quantize: its own int8 kernels
+        return None
     autocast = autocast_bf16()
     parameters_bf16 = layer.weight_ih_l0.dtype == torch.bfloat16
     if not autocast and not parameters_bf16:

@@ -153,7 +153,8 @@ class _Int8Layer:
             return "RNN_RELU" if self.nonlinearity == "relu" else "RNN_TANH"
         return self.mode
 
-    def _run_direction(self, functions, x, states, weights, mask, recorder):
+    def _run_direction(self, functions, x, states, weights, mask, recorder, plan=None):
+        # plan: always None here (rnnkit.precision leaves int8 layers to these kernels)
         from rnnkit.kernels import int8
 
         h0 = states[0]

@@ -109,7 +109,7 @@ def test_the_layer_equals_the_int8_recurrence_in_torch_ops(mode, kwargs):
     x = torch.randn(12, 3, 24) if not kwargs.get("batch_first") else torch.randn(3, 12, 24)
     with torch.no_grad():
         output, _ = layer(x)
-        layer._run_direction = lambda functions, x, states, weights, mask, recorder: (
+        layer._run_direction = lambda functions, x, states, weights, mask, recorder, plan=None: (
             _as_reference(layer, x, states, weights, mask))  # the same layer, in torch ops
         expected, _ = layer(x)
     torch.testing.assert_close(output, expected, rtol=0, atol=2e-3)
@@ -144,6 +144,20 @@ def test_the_quantized_layer_stays_close_to_float32(mode, kwargs):
                          expected_state if isinstance(expected_state, tuple)
                          else (expected_state,)):
         assert (got - want).abs().max() < 0.05
+
+
+@needs_kernels
+def test_bf16_autocast_leaves_a_quantized_layer_on_its_int8_kernel():
+    layer = quantize(float_layer("LSTM", input_size=16, hidden_size=32))
+    x = torch.randn(5, 2, 16)
+    with torch.no_grad():
+        plain, _ = layer(x)
+        before = int8.calls()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            autocast, _ = layer(x)
+        after = int8.calls()
+    assert sum(after) > sum(before)  # the int8 kernels ran, not the bf16 GEMMs
+    assert torch.equal(autocast, plain)
 
 
 def test_packed_sequences_hold_each_row_at_its_end():
