@@ -1,6 +1,7 @@
 """Speed of rnnkit's layers against torch.nn's, side by side in one process, as ratios.
 
-For each family and size: the median time of torch.nn and of rnnkit, forward only (no grad)
+For each family and size: the median time of torch.nn and of rnnkit, inference (a forward under
+``torch.no_grad()``, which takes rnnkit's inference operators, :mod:`rnnkit.kernels.infer`)
 and forward+backward, their ratio (torch.nn / rnnkit: above 1, rnnkit is faster), the GFLOP/s
 of the GEMMs each reached and its share of the fp32 GEMM peak measured in the same run. Runs of
 the two alternate, so a burst of load on a shared machine hits both. Used by ``rnnkit bench``
@@ -150,8 +151,8 @@ def environment(backend: str, peak_gflops: float) -> dict:
 
 
 HEADER = (
-    f"{'family':6} {'batch':>5} {'hidden':>6} {'T':>4} | {'fwd torch':>10} {'rnnkit':>9} "
-    f"{'ratio':>6} {'GF/s':>6} {'peak':>5} | {'f+b torch':>10} {'rnnkit':>9} {'ratio':>6} "
+    f"{'family':6} {'batch':>5} {'hidden':>6} {'T':>4} | {'infer torch':>11} {'rnnkit':>9} "
+    f"{'ratio':>6} {'GF/s':>6} {'peak':>5} | {'f+b torch':>11} {'rnnkit':>9} {'ratio':>6} "
     f"{'GF/s':>6} {'peak':>5}"
 )
 
@@ -163,7 +164,7 @@ def format_row(row: dict) -> str:
         entry = row[mode]
         share = entry.get("rnnkit_peak_share")
         parts.append(
-            f"{entry['torch_s'] * 1e3:8.2f}ms {entry['rnnkit_s'] * 1e3:7.2f}ms "
+            f"{entry['torch_s'] * 1e3:9.2f}ms {entry['rnnkit_s'] * 1e3:7.2f}ms "
             f"{entry['ratio']:6.2f} {entry['rnnkit_gflops']:6.1f} "
             + (f"{share:5.0%}" if share is not None else f"{'-':>5}")
         )
@@ -171,6 +172,8 @@ def format_row(row: dict) -> str:
 
 
 PEAK_NOTE = (
+    "infer: inference, a forward under torch.no_grad() (rnnkit's inference operators); f+b: "
+    "forward+backward. "
     "peak: rnnkit's GF/s as a share of those of one 2048x2048 fp32 torch.mm timed at the start "
     "of this run, a reference and not a hardware limit: a layer whose smaller GEMMs stay in "
     "cache, or that ran while the machine was less loaded or clocked higher, can exceed 100%"

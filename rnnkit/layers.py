@@ -361,6 +361,40 @@ class _RecurrentLayer(nn.Module):
             return output, state_out, Internals(internals)
         return output, state_out
 
+    def step(self, x_t: Tensor, state=None):
+        """One time step of a stream: ``(y_t, state)`` from ``x_t`` and the state the previous
+        call returned (None at the start: zeros).
+
+        ``x_t`` is ``(N, H_in)`` (one step of a batch) or, in the layer's own layout, a
+        sequence of one step (``(1, N, H_in)``, or ``(N, 1, H_in)`` with batch_first);
+        ``y_t`` has the same layout with ``D * H_out`` features, and ``state`` is what
+        :meth:`forward` returns (``h_n``, or ``(h_n, c_n)``). Under ``torch.no_grad()`` (or
+        with weights that need no gradient) each call takes the inference operators and keeps
+        nothing for a backward. Feeding T steps one at a time gives the numbers of one call on
+        the whole sequence (in eval mode; in training zoneout and dropout draw new masks)::
+
+            state = None
+            with torch.no_grad():
+                for x_t in stream:  # (N, H_in) each
+                    y_t, state = layer.step(x_t, state)
+        """
+        if self.bidirectional:
+            raise ValueError(
+                f"{self._name}.step: a bidirectional layer cannot stream (its second direction "
+                "reads the sequence from the end); call the layer on the whole sequence"
+            )
+        if x_t.dim() == 2:
+            time_axis = 1 if self.batch_first else 0
+            output, state = self(x_t.unsqueeze(time_axis), state)
+            return output.squeeze(time_axis), state
+        if x_t.dim() == 3 and x_t.shape[1 if self.batch_first else 0] == 1:
+            return self(x_t, state)
+        raise ValueError(
+            f"{self._name}.step: `x_t` must be one step, (N, H_in) or "
+            f"{'(N, 1, H_in)' if self.batch_first else '(1, N, H_in)'}, got shape "
+            f"{check.shape_text(x_t.shape)}"
+        )
+
     def _run_direction(self, functions, x, states, weights, mask, recorder):
         """One layer, one direction: (output, final states, extra tensors for internals)."""
         return self._run(functions, x, states, weights, self.variants, self.training,

@@ -1,7 +1,8 @@
 """``rnnkit bench`` and ``rnnkit build-kernels``: the speed of the layers on this machine.
 
 ``rnnkit bench`` prints, per family and size, torch.nn's and rnnkit's median times side by
-side, forward (no grad) and forward+backward, their ratio, the GFLOP/s reached and its share of
+side, inference (forward under torch.no_grad(): rnnkit's inference operators) and
+forward+backward, their ratio, the GFLOP/s reached and its share of
 the sgemm peak measured in the same run. ``rnnkit build-kernels`` builds the fused C++ kernels
 ahead of time (they are otherwise built on first use), or says that it uses the ones an
 installed wheel brought prebuilt.
