@@ -186,3 +186,50 @@ def format_environment(info: dict) -> str:
         f"{info['threads']} threads, sgemm peak {info['sgemm_peak_gflops']:.1f} GFLOP/s; "
         "ratio = torch.nn time / rnnkit time, medians of alternating repeats"
     )
+
+
+# ---- streaming: one step at a time, the state carried ------------------------------------------
+STREAM_CALLS = 50
+
+
+def _stream_runner(module: nn.Module, steps: torch.Tensor) -> Callable[[], None]:
+    """``len(steps)`` calls of ``module`` on a sequence of one step (T=1) of a batch of one,
+    each taking the state the previous call returned, under no_grad: what a streaming model
+    (a live signal, a token at a time) does, and where a call's fixed cost dominates."""
+
+    def run() -> None:
+        with torch.no_grad():
+            state = None
+            for x_t in steps:
+                _, state = module(x_t, state)
+
+    return run
+
+
+def measure_streaming(family: str, hidden: int, calls: int = STREAM_CALLS, repeats: int = 5,
+                      backend: str = "auto", seed: int = 0) -> dict:
+    """One row of the streaming table: ``calls`` calls at T=1, batch 1 (input size = hidden
+    size), torch.nn and rnnkit alternating, medians of ``repeats`` runs; ratio = torch.nn time /
+    rnnkit time."""
+    torch_class, rnnkit_class, _ = FAMILIES[family]
+    torch.manual_seed(seed)
+    reference = torch_class(hidden, hidden).eval()
+    ours = rnnkit_class(hidden, hidden, backend=backend).eval()
+    ours.load_state_dict(reference.state_dict())
+    steps = torch.randn(calls, 1, 1, hidden)  # each (T=1, N=1, H_in)
+    torch_seconds, ours_seconds = side_by_side(_stream_runner(reference, steps),
+                                               _stream_runner(ours, steps), repeats)
+    return {"family": family, "hidden": hidden, "calls": calls, "torch_s": torch_seconds,
+            "rnnkit_s": ours_seconds, "ratio": torch_seconds / ours_seconds,
+            "torch_us_per_call": torch_seconds / calls * 1e6,
+            "rnnkit_us_per_call": ours_seconds / calls * 1e6}
+
+
+STREAM_HEADER = (f"{'family':6} {'hidden':>6} {'calls':>5} | {'torch us/call':>13} "
+                 f"{'rnnkit us/call':>14} {'ratio':>6}")
+
+
+def format_streaming_row(row: dict) -> str:
+    return (f"{row['family']:6} {row['hidden']:6d} {row['calls']:5d} | "
+            f"{row['torch_us_per_call']:13.1f} {row['rnnkit_us_per_call']:14.1f} "
+            f"{row['ratio']:6.2f}")

@@ -225,11 +225,34 @@ class _RecurrentLayer(nn.Module):
             for layer in range(self.num_layers) for suffix in self._suffixes()
         ]
 
+    _WEIGHT_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr",
+                     "ln_ih_weight", "ln_ih_bias", "ln_hh_weight", "ln_hh_bias",
+                     "ln_cell_weight", "ln_cell_bias", "peephole_weight")
+
+    def _weight_names(self, layer: int, suffix: str) -> dict[str, str | None]:
+        """{kind: attribute name, or None where the layer has no such weight}, worked out once
+        per layer and direction: looking up an absent attribute costs nn.Module an exception,
+        seven a call for a plain LSTM (what a streaming call at T=1 feels)."""
+        names = self.__dict__.setdefault("_weight_name_cache", {})
+        found = names.get((layer, suffix))
+        if found is None:
+            found = {}
+            for kind in self._WEIGHT_KINDS:
+                name = f"{kind}_l{layer}{suffix}"
+                found[kind] = name if hasattr(self, name) else None
+            names[(layer, suffix)] = found
+        return found
+
     def _weights(self, layer: int, suffix: str) -> dict[str, Tensor | None]:
-        kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "ln_ih_weight",
-                 "ln_ih_bias", "ln_hh_weight", "ln_hh_bias", "ln_cell_weight", "ln_cell_bias",
-                 "peephole_weight")
-        weights = {kind: getattr(self, f"{kind}_l{layer}{suffix}", None) for kind in kinds}
+        names = self._weight_names(layer, suffix)
+        try:
+            weights = {kind: None if name is None else getattr(self, name)
+                       for kind, name in names.items()}
+        except AttributeError:  # a weight removed since: look again
+            self.__dict__["_weight_name_cache"].clear()
+            names = self._weight_names(layer, suffix)
+            weights = {kind: None if name is None else getattr(self, name)
+                       for kind, name in names.items()}
         if self.variants.weight_drop and self.training:
             # DropConnect on the recurrent weights, once per forward (arXiv 1708.02182)
             weights["weight_hh"] = F.dropout(weights["weight_hh"], self.variants.weight_drop)
@@ -350,7 +373,7 @@ class _RecurrentLayer(nn.Module):
             if self.dropout and self.training and layer < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
             internals.append(layer_internals)
-        final = [torch.stack(collected) for collected in finals]  # (D * num_layers, N, ·)
+        final = [_stacked(collected) for collected in finals]  # (D * num_layers, N, ·)
         output = self._restore_output(layer_input, batched, packed)
         if packed is not None and packed.unsorted_indices is not None:
             final = [state.index_select(1, packed.unsorted_indices) for state in final]
@@ -458,6 +481,17 @@ class _RecurrentLayer(nn.Module):
             _recorder=recorder,
             _layout=arrange,
         )
+
+
+def _stacked(states: list[Tensor]) -> Tensor:
+    """The final states of every layer and direction as one tensor: a view of the only one
+    when that one is a tensor of its own (the inference operators' h_n and c_n), so a
+    streaming call copies nothing; else a copy, as torch.stack makes (a state that is a view
+    of the output must not change with it)."""
+    if (len(states) == 1 and states[0]._base is None and not torch.compiler.is_compiling()
+            and not torch.jit.is_tracing()):
+        return states[0].unsqueeze(0)
+    return torch.stack(states)
 
 
 RecurrentLayer = _RecurrentLayer  # what every family's layer is (isinstance checks)

@@ -184,3 +184,47 @@ def test_combined_bias_is_cached_per_version():
     assert second is not first
     torch.testing.assert_close(second, bias_ih + bias_hh, rtol=0, atol=0)
     assert combined_bias(bias_ih, torch.randn(8)) is not second  # another partner
+
+
+STREAM_CASES = ["lstm", "lstm-proj", "gru", "rnn-tanh", "indrnn", "lstm-all",
+                "gru-layer_norm+zoneout", "rnn-zoneout"]
+
+
+@pytest.mark.fused
+@pytest.mark.parametrize("case", STREAM_CASES)
+def test_step_by_step_equals_the_whole_sequence(case, _fused_kernels_ran):
+    """50 calls of layer.step at T=1, batch 1, carrying the state, give one call's numbers."""
+    layer = _layer(case, torch.float32, num_layers=2)
+    x = torch.randn(50, 1, FEATURES)
+    with torch.no_grad():
+        whole, final = layer(x)
+        state, outputs = None, []
+        for x_t in x:  # (1, H_in): one step of a batch of one
+            y_t, state = layer.step(x_t, state)
+            outputs.append(y_t)
+    assert _fused_kernels_ran[CASES[case][2]] == 2 * 51
+    assert_close(torch.stack(outputs), whole, torch.float32, "outputs")
+    for actual, expected in zip(states_of(state), states_of(final)):
+        assert_close(actual, expected, torch.float32, "final state")
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_step_takes_a_one_step_sequence_in_the_layers_layout(batch_first):
+    torch.manual_seed(0)
+    layer = rnnkit.GRU(3, 4, batch_first=batch_first).eval()
+    x = torch.randn(2, 5, 3) if batch_first else torch.randn(5, 2, 3)
+    whole, _ = layer(x)
+    state = None
+    for t in range(5):
+        x_t = x[:, t : t + 1] if batch_first else x[t : t + 1]
+        y_t, state = layer.step(x_t, state)
+        expected = whole[:, t : t + 1] if batch_first else whole[t : t + 1]
+        assert_close(y_t, expected, torch.float32, f"step {t}")
+
+
+def test_step_refuses_a_longer_sequence_and_a_bidirectional_layer():
+    layer = rnnkit.LSTM(3, 4)
+    with pytest.raises(ValueError, match=r"must be one step, \(N, H_in\) or \(1, N, H_in\)"):
+        layer.step(torch.randn(2, 1, 3))
+    with pytest.raises(ValueError, match="bidirectional layer cannot stream"):
+        rnnkit.LSTM(3, 4, bidirectional=True).step(torch.randn(1, 3))

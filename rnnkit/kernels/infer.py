@@ -6,8 +6,11 @@ A forward takes the inference operators (``rnnkit::lstm_infer``, ``gru_infer``, 
 grad mode off (``torch.no_grad()``, ``torch.inference_mode()``) or no input and no weight
 requiring grad, and no recorder (``return_internals=True`` wants the gates and cells the
 inference kernels do not keep). They return only (output, h_n[, c_n]): no gates, no per-step
-cell states, nothing saved for a backward. Traced (torch.compile, torch.export,
-torch.jit.trace) the same rule picks the operator, with the fake implementations below.
+cell states, nothing saved for a backward. Under torch.compile (which guards on grad mode and
+retraces when it changes) and torch.export the same rule picks the operator, with the fake
+implementations below. torch.jit.trace always records the training operators: its graph is
+replayed whatever the grad mode (and its check retraces without grad), and the inference
+operators have no backward.
 
 Separate operators rather than a flag on the training forwards: their results differ (three
 tensors, none of the backward's buffers), so their schemas, fakes and the training operators'
@@ -53,9 +56,9 @@ for _name, _fake in _FAKES.items():
 
 
 def wanted(recorder, tensors) -> bool:
-    """Whether a forward takes the inference operators: no recorder, and no gradient possible
-    (grad mode off, or none of ``tensors`` requires grad)."""
-    if recorder is not None:
+    """Whether a forward takes the inference operators: no recorder, not in torch.jit.trace,
+    and no gradient possible (grad mode off, or none of ``tensors`` requires grad)."""
+    if recorder is not None or torch.jit.is_tracing():
         return False
     if not torch.is_grad_enabled():
         return True
