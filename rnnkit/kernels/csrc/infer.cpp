@@ -4,11 +4,10 @@
 // [N, H] buffers used in turn, and no gates, per-step cells or GRU `hidden_new`.
 //
 // LSTM and GRU: the input projection is taken in blocks of a few steps (block_steps) into one
-// small buffer reused by every block (per-thread scratch, so it stays in cache), instead of
-// the training forward's whole [T, N, G] gate buffer that the backward needs. Inside a team of
-// threads (common.h, on_unit_ranges) every thread projects its own gate columns of the block:
-// exactly the columns its recurrent GEMM and gate math then touch, so the block needs no
-// barrier of its own.
+// small buffer reused by every block (scratch memory, so it stays in cache), instead of the
+// training forward's whole [T, N, G] gate buffer that the backward needs. Inside a team of
+// threads (common.h, on_unit_ranges) every thread projects a share of the gate columns of the
+// block's rows (projected_columns).
 //
 // RNN and IndRNN: their training forwards already keep nothing but h_0 .. h_T (the output): the
 // inference operators run them and return the output and h_n.
@@ -38,13 +37,28 @@ namespace {
 using Triple = std::tuple<Tensor, Tensor, Tensor>;
 using Pair = std::tuple<Tensor, Tensor>;
 
-// Steps per input-projection block: about 128 rows per GEMM (a batch of one takes 32 steps at a
-// time, reading W_ih once per 32 steps), the block buffer at most 1 MiB of float.
+// Steps per input-projection block: about 256 rows per GEMM (a batch of one takes 32 steps at a
+// time, reading W_ih once per 32 steps), the block buffer at most 2 MiB of float.
 int64_t block_steps(int64_t batch, int64_t width) {
   const int64_t rows = std::max<int64_t>(1, batch);
-  const int64_t wanted = std::min<int64_t>(32, std::max<int64_t>(1, 128 / rows));
-  const int64_t cap = std::max<int64_t>(1, (int64_t(1) << 18) / (rows * std::max<int64_t>(1, width)));
+  const int64_t wanted = std::min<int64_t>(32, std::max<int64_t>(1, 256 / rows));
+  const int64_t cap = std::max<int64_t>(1, (int64_t(1) << 19) / (rows * std::max<int64_t>(1, width)));
   return std::max<int64_t>(1, std::min(wanted, cap));
+}
+
+// The gate columns a thread projects for every row of a block. A team splitting the units
+// projects its own units' columns (what its GEMM and gate math then read: no barrier). A team
+// splitting the batch reads every column of its own rows, so the projection is shared out the
+// same way by units and fenced by a barrier on each side (`shared`): each thread reads its
+// share of W_ih once a block, not all of W_ih for its rows every step.
+UnitRange projected_columns(const UnitRange& units, int64_t hidden) {
+  UnitRange columns = units;
+  if (units.independent && units.team > 1) {
+    const int64_t groups = (hidden + kUnitGroup - 1) / kUnitGroup;
+    columns.begin = std::min(hidden, groups * units.index / units.team * kUnitGroup);
+    columns.end = std::min(hidden, groups * (units.index + 1) / units.team * kUnitGroup);
+  }
+  return columns;
 }
 
 constexpr int64_t kVariantBlock = 32;
@@ -162,17 +176,17 @@ Triple lstm_infer(const Tensor& x_in, const Tensor& h0_in, const Tensor& c0_in,
       on_unit_ranges(threads, hidden, [&](UnitRange units) {
         const UnitColumnsGemm<scalar_t> recurrent(units.row_count(), out_size, weight_hh_data,
                                                   out_size, true, 4, hidden, units);
-        BlockProjection<scalar_t> projection{weight_ih_data, features, 4, hidden, units};
-        const int64_t first = units.row_begin, rows = units.row_count();
-        const bool all_rows = rows == batch;  // one thread, or a team splitting the units
+        BlockProjection<scalar_t> projection{weight_ih_data, features, 4, hidden,
+                                             projected_columns(units, hidden)};
+        const int64_t first = units.row_begin;
+        const bool shared = units.independent && units.team > 1;
         for (int64_t t0 = 0; t0 < steps; t0 += block) {
           const int64_t t1 = std::min(steps, t0 + block);
-          if (all_rows)  // the whole block at once: its rows are contiguous
-            projection.run((t1 - t0) * batch, x_data + t0 * batch * features, gate_data, width);
+          if (shared && t0 > 0) team_barrier();  // the last block read by everyone
+          projection.run((t1 - t0) * batch, x_data + t0 * batch * features, gate_data, width);
+          if (shared) team_barrier();  // all columns of the block written
           for (int64_t t = t0; t < t1; ++t) {
             scalar_t* gate_step = gate_data + ((t - t0) * batch + first) * width;
-            if (!all_rows)  // this thread's rows of step t
-              projection.run(rows, x_data + (t * batch + first) * features, gate_step, width);
             recurrent.run(h_read(t) + first * out_size, out_size, scalar_t(1), gate_step, width);
             for (int64_t row = first; row < units.row_end; ++row)
               step_row(t, row, units.begin, units.end);
@@ -273,17 +287,16 @@ Pair gru_infer(const Tensor& x_in, const Tensor& h0_in, const Tensor& weight_ih_
       const UnitColumnsGemm<scalar_t> recurrent(units.row_count(), hidden,
                                                 weight_hh.data_ptr<scalar_t>(), hidden, true, 3,
                                                 hidden, units);
-      BlockProjection<scalar_t> projection{weight_ih_data, features, 3, hidden, units};
-      const int64_t first = units.row_begin, rows = units.row_count();
-      const bool all_rows = rows == batch;  // one thread, or a team splitting the units
+      BlockProjection<scalar_t> projection{weight_ih_data, features, 3, hidden,
+                                           projected_columns(units, hidden)};
+      const int64_t first = units.row_begin;
+      const bool shared = units.independent && units.team > 1;
       for (int64_t t0 = 0; t0 < steps; t0 += block) {
         const int64_t t1 = std::min(steps, t0 + block);
-        if (all_rows)
-          projection.run((t1 - t0) * batch, x_data + t0 * batch * features, gate_data, width);
+        if (shared && t0 > 0) team_barrier();  // the last block read by everyone
+        projection.run((t1 - t0) * batch, x_data + t0 * batch * features, gate_data, width);
+        if (shared) team_barrier();  // all columns of the block written
         for (int64_t t = t0; t < t1; ++t) {
-          if (!all_rows)
-            projection.run(rows, x_data + (t * batch + first) * features,
-                           gate_data + ((t - t0) * batch + first) * width, width);
           recurrent.run(h_read(t) + first * hidden, hidden, scalar_t(0),
                         from_hidden_data + first * width, width);
           for (int64_t row = first; row < units.row_end; ++row)
