@@ -1,6 +1,7 @@
 """Speed of rnnkit's layers against torch.nn's, side by side in one process, as ratios.
 
-For each family and size: the median time of torch.nn and of rnnkit, forward only (no grad)
+For each family and size: the median time of torch.nn and of rnnkit, inference (a forward under
+``torch.no_grad()``, which takes rnnkit's inference operators, :mod:`rnnkit.kernels.infer`)
 and forward+backward, their ratio (torch.nn / rnnkit: above 1, rnnkit is faster), the GFLOP/s
 of the GEMMs each reached and its share of the fp32 GEMM peak measured in the same run. Runs of
 the two alternate, so a burst of load on a shared machine hits both. Used by ``rnnkit bench``
@@ -159,8 +160,8 @@ def _bf16_kernel() -> str:
 
 
 HEADER = (
-    f"{'family':6} {'batch':>5} {'hidden':>6} {'T':>4} | {'fwd torch':>10} {'rnnkit':>9} "
-    f"{'ratio':>6} {'GF/s':>6} {'peak':>5} | {'f+b torch':>10} {'rnnkit':>9} {'ratio':>6} "
+    f"{'family':6} {'batch':>5} {'hidden':>6} {'T':>4} | {'infer torch':>11} {'rnnkit':>9} "
+    f"{'ratio':>6} {'GF/s':>6} {'peak':>5} | {'f+b torch':>11} {'rnnkit':>9} {'ratio':>6} "
     f"{'GF/s':>6} {'peak':>5}"
 )
 
@@ -172,7 +173,7 @@ def format_row(row: dict) -> str:
         entry = row[mode]
         share = entry.get("rnnkit_peak_share")
         parts.append(
-            f"{entry['torch_s'] * 1e3:8.2f}ms {entry['rnnkit_s'] * 1e3:7.2f}ms "
+            f"{entry['torch_s'] * 1e3:9.2f}ms {entry['rnnkit_s'] * 1e3:7.2f}ms "
             f"{entry['ratio']:6.2f} {entry['rnnkit_gflops']:6.1f} "
             + (f"{share:5.0%}" if share is not None else f"{'-':>5}")
         )
@@ -180,6 +181,8 @@ def format_row(row: dict) -> str:
 
 
 PEAK_NOTE = (
+    "infer: inference, a forward under torch.no_grad() (rnnkit's inference operators); f+b: "
+    "forward+backward. "
     "peak: rnnkit's GF/s as a share of those of one 2048x2048 fp32 torch.mm timed at the start "
     "of this run, a reference and not a hardware limit: a layer whose smaller GEMMs stay in "
     "cache, or that ran while the machine was less loaded or clocked higher, can exceed 100%"
@@ -193,3 +196,50 @@ def format_environment(info: dict) -> str:
         "ratio = torch.nn time / rnnkit time, medians of alternating repeats; "
         f"under bf16 autocast: {info.get('bf16', 'unknown')}"
     )
+
+
+# ---- streaming: one step at a time, the state carried ------------------------------------------
+STREAM_CALLS = 50
+
+
+def _stream_runner(module: nn.Module, steps: torch.Tensor) -> Callable[[], None]:
+    """``len(steps)`` calls of ``module`` on a sequence of one step (T=1) of a batch of one,
+    each taking the state the previous call returned, under no_grad: what a streaming model
+    (a live signal, a token at a time) does, and where a call's fixed cost dominates."""
+
+    def run() -> None:
+        with torch.no_grad():
+            state = None
+            for x_t in steps:
+                _, state = module(x_t, state)
+
+    return run
+
+
+def measure_streaming(family: str, hidden: int, calls: int = STREAM_CALLS, repeats: int = 5,
+                      backend: str = "auto", seed: int = 0) -> dict:
+    """One row of the streaming table: ``calls`` calls at T=1, batch 1 (input size = hidden
+    size), torch.nn and rnnkit alternating, medians of ``repeats`` runs; ratio = torch.nn time /
+    rnnkit time."""
+    torch_class, rnnkit_class, _ = FAMILIES[family]
+    torch.manual_seed(seed)
+    reference = torch_class(hidden, hidden).eval()
+    ours = rnnkit_class(hidden, hidden, backend=backend).eval()
+    ours.load_state_dict(reference.state_dict())
+    steps = torch.randn(calls, 1, 1, hidden)  # each (T=1, N=1, H_in)
+    torch_seconds, ours_seconds = side_by_side(_stream_runner(reference, steps),
+                                               _stream_runner(ours, steps), repeats)
+    return {"family": family, "hidden": hidden, "calls": calls, "torch_s": torch_seconds,
+            "rnnkit_s": ours_seconds, "ratio": torch_seconds / ours_seconds,
+            "torch_us_per_call": torch_seconds / calls * 1e6,
+            "rnnkit_us_per_call": ours_seconds / calls * 1e6}
+
+
+STREAM_HEADER = (f"{'family':6} {'hidden':>6} {'calls':>5} | {'torch us/call':>13} "
+                 f"{'rnnkit us/call':>14} {'ratio':>6}")
+
+
+def format_streaming_row(row: dict) -> str:
+    return (f"{row['family']:6} {row['hidden']:6d} {row['calls']:5d} | "
+            f"{row['torch_us_per_call']:13.1f} {row['rnnkit_us_per_call']:14.1f} "
+            f"{row['ratio']:6.2f}")

@@ -229,11 +229,34 @@ class _RecurrentLayer(nn.Module):
         """The tensor inputs and states must match in dtype and device (int8 layers: a scale)."""
         return self.weight_ih_l0
 
+    _WEIGHT_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr",
+                     "ln_ih_weight", "ln_ih_bias", "ln_hh_weight", "ln_hh_bias",
+                     "ln_cell_weight", "ln_cell_bias", "peephole_weight")
+
+    def _weight_names(self, layer: int, suffix: str) -> dict[str, str | None]:
+        """{kind: attribute name, or None where the layer has no such weight}, worked out once
+        per layer and direction: looking up an absent attribute costs nn.Module an exception,
+        seven a call for a plain LSTM (what a streaming call at T=1 feels)."""
+        names = self.__dict__.setdefault("_weight_name_cache", {})
+        found = names.get((layer, suffix))
+        if found is None:
+            found = {}
+            for kind in self._WEIGHT_KINDS:
+                name = f"{kind}_l{layer}{suffix}"
+                found[kind] = name if hasattr(self, name) else None
+            names[(layer, suffix)] = found
+        return found
+
     def _weights(self, layer: int, suffix: str) -> dict[str, Tensor | None]:
-        kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "ln_ih_weight",
-                 "ln_ih_bias", "ln_hh_weight", "ln_hh_bias", "ln_cell_weight", "ln_cell_bias",
-                 "peephole_weight")
-        weights = {kind: getattr(self, f"{kind}_l{layer}{suffix}", None) for kind in kinds}
+        names = self._weight_names(layer, suffix)
+        try:
+            weights = {kind: None if name is None else getattr(self, name)
+                       for kind, name in names.items()}
+        except AttributeError:  # a weight removed since: look again
+            self.__dict__["_weight_name_cache"].clear()
+            names = self._weight_names(layer, suffix)
+            weights = {kind: None if name is None else getattr(self, name)
+                       for kind, name in names.items()}
         if self.variants.weight_drop and self.training:
             # DropConnect on the recurrent weights, once per forward (arXiv 1708.02182)
             weights["weight_hh"] = F.dropout(weights["weight_hh"], self.variants.weight_drop)
@@ -362,7 +385,7 @@ class _RecurrentLayer(nn.Module):
             if self.dropout and self.training and layer < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
             internals.append(layer_internals)
-        final = [torch.stack(collected) for collected in finals]  # (D * num_layers, N, ·)
+        final = [_stacked(collected) for collected in finals]  # (D * num_layers, N, ·)
         if plan is not None:  # torch.nn's result dtype (rnnkit.precision)
             layer_input = layer_input.to(plan.result)
             final = [state.to(plan.result) for state in final]
@@ -375,6 +398,40 @@ class _RecurrentLayer(nn.Module):
         if return_internals:
             return output, state_out, Internals(internals)
         return output, state_out
+
+    def step(self, x_t: Tensor, state=None):
+        """One time step of a stream: ``(y_t, state)`` from ``x_t`` and the state the previous
+        call returned (None at the start: zeros).
+
+        ``x_t`` is ``(N, H_in)`` (one step of a batch) or, in the layer's own layout, a
+        sequence of one step (``(1, N, H_in)``, or ``(N, 1, H_in)`` with batch_first);
+        ``y_t`` has the same layout with ``D * H_out`` features, and ``state`` is what
+        :meth:`forward` returns (``h_n``, or ``(h_n, c_n)``). Under ``torch.no_grad()`` (or
+        with weights that need no gradient) each call takes the inference operators and keeps
+        nothing for a backward. Feeding T steps one at a time gives the numbers of one call on
+        the whole sequence (in eval mode; in training zoneout and dropout draw new masks)::
+
+            state = None
+            with torch.no_grad():
+                for x_t in stream:  # (N, H_in) each
+                    y_t, state = layer.step(x_t, state)
+        """
+        if self.bidirectional:
+            raise ValueError(
+                f"{self._name}.step: a bidirectional layer cannot stream (its second direction "
+                "reads the sequence from the end); call the layer on the whole sequence"
+            )
+        if x_t.dim() == 2:
+            time_axis = 1 if self.batch_first else 0
+            output, state = self(x_t.unsqueeze(time_axis), state)
+            return output.squeeze(time_axis), state
+        if x_t.dim() == 3 and x_t.shape[1 if self.batch_first else 0] == 1:
+            return self(x_t, state)
+        raise ValueError(
+            f"{self._name}.step: `x_t` must be one step, (N, H_in) or "
+            f"{'(N, 1, H_in)' if self.batch_first else '(1, N, H_in)'}, got shape "
+            f"{check.shape_text(x_t.shape)}"
+        )
 
     def _run_direction(self, functions, x, states, weights, mask, recorder, plan=None):
         """One layer, one direction: (output, final states, extra tensors for internals)."""
@@ -443,6 +500,17 @@ class _RecurrentLayer(nn.Module):
             _recorder=recorder,
             _layout=arrange,
         )
+
+
+def _stacked(states: list[Tensor]) -> Tensor:
+    """The final states of every layer and direction as one tensor: a view of the only one
+    when that one is a tensor of its own (the inference operators' h_n and c_n), so a
+    streaming call copies nothing; else a copy, as torch.stack makes (a state that is a view
+    of the output must not change with it)."""
+    if (len(states) == 1 and states[0]._base is None and not torch.compiler.is_compiling()
+            and not torch.jit.is_tracing()):
+        return states[0].unsqueeze(0)
+    return torch.stack(states)
 
 
 RecurrentLayer = _RecurrentLayer  # what every family's layer is (isinstance checks)

@@ -70,3 +70,21 @@ def test_cli_bench_table_and_bad_sizes(capsys):
     assert note == bench.PEAK_NOTE and "exceed 100%" in note  # what peak means, why > 100%
     assert main(["bench", "--hidden", "0"]) == 2
     assert "--hidden takes positive integers, got 0" in capsys.readouterr().err
+
+
+def test_cli_bench_streaming_rows(capsys):
+    argv = ["bench", "--streaming", "--families", "gru", "rnn", "--hidden", "4", "--repeats",
+            "1", "--json", "-"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    rows = result["streaming"]
+    assert [(r["family"], r["hidden"], r["calls"]) for r in rows] == [
+        ("gru", 4, bench.STREAM_CALLS), ("rnn", 4, bench.STREAM_CALLS)]
+    for row in rows:  # the arithmetic of a row, not its times
+        assert row["ratio"] == pytest.approx(row["torch_s"] / row["rnnkit_s"])
+        assert row["rnnkit_us_per_call"] == pytest.approx(row["rnnkit_s"] / row["calls"] * 1e6)
+    assert main(["bench", "--streaming", "--families", "lstm", "--hidden", "4", "--repeats",
+                 "1"]) == 0
+    out = capsys.readouterr().out
+    assert bench.STREAM_HEADER in out
+    assert out.strip().splitlines()[-1].startswith("lstm        4    50 |")

@@ -193,12 +193,10 @@ def test_fused_variant_without_bias_and_without_graph(family):
         expected = reference(*arguments, None)
         actual = fused(*arguments, None)
     assert len(expected) == len(actual)
-    for e, a in zip(expected, actual):
-        if e is None:
-            assert a is None
-        else:
-            assert_close(a, e, torch.float64, "no-grad output")
-            assert not a.requires_grad
+    for e, a in zip(expected[:2], actual[:2]):  # output, h_n
+        assert_close(a, e, torch.float64, "no-grad output")
+        assert not a.requires_grad
+    assert all(a is None for a in actual[2:])  # the inference operator keeps no internals
 
 
 def test_only_some_inputs_need_a_gradient():

@@ -147,10 +147,10 @@ def test_fused_lstm_variant_without_bias_and_without_graph():
     with torch.no_grad():  # the inference path builds no graph and gives the same numbers
         expected = LSTMVariantFunction.apply(*arguments, None)
         actual = FUSED.lstm_variant(*arguments, None)
-    for e, a in zip(expected, actual):
-        if e is not None:
-            assert_close(a, e, torch.float64, "no-grad output")
-            assert not a.requires_grad
+    for e, a in zip(expected[:3], actual[:3]):  # output, h_n, c_n
+        assert_close(a, e, torch.float64, "no-grad output")
+        assert not a.requires_grad
+    assert all(a is None for a in actual[3:])  # the inference operator keeps no internals
 
 
 @pytest.mark.fused(calls=False)  # bfloat16: the reference Function, by design no kernel

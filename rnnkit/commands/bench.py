@@ -1,7 +1,8 @@
 """``rnnkit bench`` and ``rnnkit build-kernels``: the speed of the layers on this machine.
 
 ``rnnkit bench`` prints, per family and size, torch.nn's and rnnkit's median times side by
-side, forward (no grad) and forward+backward, their ratio, the GFLOP/s reached and its share of
+side, inference (forward under torch.no_grad(): rnnkit's inference operators) and
+forward+backward, their ratio, the GFLOP/s reached and its share of
 the sgemm peak measured in the same run. ``rnnkit build-kernels`` builds the fused C++ kernels
 ahead of time (they are otherwise built on first use), or says that it uses the ones an
 installed wheel brought prebuilt.
@@ -61,6 +62,36 @@ def run_variant_bench(args) -> int:
     return 0
 
 
+def run_streaming_bench(args, hiddens: list[int]) -> int:
+    """``rnnkit bench --streaming``: STREAM_CALLS calls at T=1, batch 1, the state carried."""
+    to_stdout = args.json == "-"
+    show = (lambda *a, **k: None) if to_stdout else print
+    info = bench.environment(args.backend, 0.0)
+    show(f"rnnkit {info['rnnkit']} (backend {info['backend']}) vs torch.nn {info['torch']}, "
+         f"{info['threads']} threads: {bench.STREAM_CALLS} calls of T=1, batch 1 under no_grad, "
+         "each carrying the previous call's state; ratio = torch.nn time / rnnkit time, medians "
+         "of alternating repeats")
+    show(bench.STREAM_HEADER)
+    show("-" * len(bench.STREAM_HEADER))
+    rows = []
+    for family in args.families:
+        for hidden in hiddens:
+            row = bench.measure_streaming(family, hidden, bench.STREAM_CALLS, args.repeats,
+                                          args.backend)
+            rows.append(row)
+            show(bench.format_streaming_row(row), flush=True)
+    if args.json:
+        info.pop("sgemm_peak_gflops")
+        text = json.dumps({"environment": info, "streaming": rows}, indent=2)
+        if to_stdout:
+            sys.stdout.write(text + "\n")
+        else:
+            with open(args.json, "w") as handle:
+                handle.write(text + "\n")
+            print(f"wrote {args.json}")
+    return 0
+
+
 def run_bench(args) -> int:
     batches = _positive(args.batch, "batch")
     hiddens = _positive(args.hidden, "hidden")
@@ -79,6 +110,8 @@ def run_bench(args) -> int:
                             f"({kernels.failure()})")
     if getattr(args, "variants", False):  # benchmarks/speed.py's parser has no --variants
         return run_variant_bench(args)
+    if getattr(args, "streaming", False):
+        return run_streaming_bench(args, hiddens)
     peak = bench.gemm_peak_gflops()
     info = bench.environment(args.backend, peak)
     to_stdout = args.json == "-"
@@ -142,11 +175,16 @@ def register(subparsers) -> None:
         description=__doc__.split("\n\n")[1].replace("\n", " "),
         epilog=examples("rnnkit bench --families lstm --batch 8 --hidden 256 --T 50",
                         "rnnkit bench --backend fused --json speed.json",
-                        "rnnkit bench --variants --sizes 8x128"))
+                        "rnnkit bench --variants --sizes 8x128",
+                        "rnnkit bench --streaming --hidden 64 256 1024"))
     add_matrix_arguments(parser)
     parser.add_argument("--variants", action="store_true",
                         help="instead: the LSTM variants' forward+backward cost against the plain "
                              "LSTM and the step-loop layer-norm LSTM (T 100 unless --T is given)")
+    parser.add_argument("--streaming", action="store_true",
+                        help=f"instead: {bench.STREAM_CALLS} calls at T=1, batch 1, each carrying "
+                             "the previous state (no grad), per family and --hidden; --batch "
+                             "and --T do not apply")
     parser.add_argument("--sizes", nargs="+", metavar="BATCHxHIDDEN",
                         help="with --variants: the sizes (default 8x128 32x256)")
     parser.set_defaults(handler=run_bench)

@@ -15,7 +15,7 @@ from torch import Tensor
 from rnnkit.bptt.common import GradientRecorder
 from rnnkit.bptt.gru import gru_sequence as reference_sequence
 from rnnkit.bptt.gru_variants import GRUVariantFunction
-from rnnkit.kernels import ops
+from rnnkit.kernels import infer, ops
 from rnnkit.kernels.ops import (
     BELOW_AUTOGRAD,
     GRUBuffers,
@@ -73,6 +73,9 @@ def gru_sequence(
     gates detached."""
     if not covered(x):
         return reference_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, mask, recorder)
+    if infer.wanted(recorder, (x, h0, weight_ih, weight_hh, bias_ih, bias_hh)):
+        output, h_n = infer.call("gru_infer", x, h0, weight_ih, weight_hh, bias_ih, bias_hh, mask)
+        return output, h_n, None  # no gates: nothing kept for a backward
     if eager_graph((x, h0, weight_ih, weight_hh, bias_ih, bias_hh)):
         return EagerGRUFunction.apply(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, mask,
                                       recorder)
@@ -90,6 +93,9 @@ def gru_variant(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih_weight, ln_
               ln_hh_weight, ln_hh_bias, recurrent_mask, zone_h, mask)
     if not covered(x):
         return GRUVariantFunction.apply(*inputs, recorder)
+    if infer.wanted(recorder, inputs[:10]):
+        output, h_n = infer.call("gru_variant_infer", *inputs)
+        return output, h_n, None, None, None
     buffers = GRUVariantBuffers(*ops.run("gru_variant_forward", recorder, inputs[:10], *inputs))
     return (
         held_output(buffers.hiddens, mask),

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from rnnkit.bptt.common import GradientRecorder
 from rnnkit.bptt.indrnn import indrnn_sequence as reference_sequence
-from rnnkit.kernels import ops
+from rnnkit.kernels import infer, ops
 from rnnkit.kernels.ops import RNNGrads, combined_bias, covered, held_output
 
 
@@ -47,6 +47,9 @@ def indrnn_sequence(
     if not covered(x):
         return reference_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity,
                                   mask, recorder)
+    if infer.wanted(recorder, (x, h0, weight_ih, weight_hh, bias_ih, bias_hh)):
+        return infer.call("indrnn_infer", x, h0, weight_ih, weight_hh,
+                          infer.combined_bias(bias_ih, bias_hh), nonlinearity == "relu", mask)
     bias = combined_bias(bias_ih, bias_hh)
     inputs = (x, h0, weight_ih, weight_hh, bias, nonlinearity == "relu", mask)
     hiddens = ops.run("indrnn_forward", recorder, inputs[:5], *inputs)

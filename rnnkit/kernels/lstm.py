@@ -15,7 +15,7 @@ from torch import Tensor
 from rnnkit.bptt.common import GradientRecorder
 from rnnkit.bptt.lstm import lstm_sequence as reference_sequence
 from rnnkit.bptt.lstm_variants import LSTMVariantFunction
-from rnnkit.kernels import ops
+from rnnkit.kernels import infer, ops
 from rnnkit.kernels.ops import (
     BELOW_AUTOGRAD,
     LSTMBuffers,
@@ -85,6 +85,10 @@ def lstm_sequence(
     if not covered(x):
         return reference_sequence(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr,
                                   mask, recorder)
+    if infer.wanted(recorder, (x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr)):
+        output, h_n, c_n = infer.call("lstm_infer", x, h0, c0, weight_ih, weight_hh,
+                                      infer.combined_bias(bias_ih, bias_hh), weight_hr, mask)
+        return output, h_n, c_n, None, None  # no cells, no gates: nothing kept for a backward
     if eager_graph((x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr)):
         return EagerLSTMFunction.apply(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh,
                                        weight_hr, mask, recorder)
@@ -107,6 +111,15 @@ def lstm_variant(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih_weight
             ln_hh_weight, ln_hh_bias, ln_cell_weight, ln_cell_bias, peephole, recurrent_mask,
             zone_h, zone_c, coupled, mask, recorder,
         )
+    if infer.wanted(recorder, (x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, ln_ih_weight,
+                               ln_ih_bias, ln_hh_weight, ln_hh_bias, ln_cell_weight,
+                               ln_cell_bias, peephole)):
+        output, h_n, c_n = infer.call(
+            "lstm_variant_infer", x, h0, c0, weight_ih, weight_hh,
+            infer.combined_bias(bias_ih, bias_hh), ln_ih_weight, ln_ih_bias, ln_hh_weight,
+            ln_hh_bias, ln_cell_weight, ln_cell_bias, peephole, recurrent_mask, zone_h, zone_c,
+            coupled, mask)
+        return output, h_n, c_n, None, None, None, None, None
     inputs = (x, h0, c0, weight_ih, weight_hh, combined_bias(bias_ih, bias_hh), ln_ih_weight,
               ln_ih_bias, ln_hh_weight, ln_hh_bias, ln_cell_weight, ln_cell_bias, peephole,
               recurrent_mask, zone_h, zone_c, coupled, mask)

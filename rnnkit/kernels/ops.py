@@ -639,6 +639,18 @@ def define(forward: str, backward: str, fake_forward, fake_backward, setup, call
         _register_one(backward)
 
 
+def define_fake(name: str, fake) -> None:
+    """An operator with a fake implementation and no autograd formula (the inference
+    operators, :mod:`rnnkit.kernels.infer`), registered like the others."""
+    global OPERATORS
+    if name in _FAKES:
+        return
+    _FAKES[name] = fake
+    OPERATORS = tuple(_FAKES)
+    if _registered:
+        _register_one(name)
+
+
 # ---- what the sequence functions share ----------------------------------------------------------
 _KERNEL_DTYPES = (torch.float32, torch.float64)
 

@@ -15,7 +15,7 @@ from torch import Tensor
 from rnnkit.bptt.common import GradientRecorder
 from rnnkit.bptt.rnn import rnn_sequence as reference_sequence
 from rnnkit.bptt.rnn_variants import RNNVariantFunction
-from rnnkit.kernels import ops
+from rnnkit.kernels import infer, ops
 from rnnkit.kernels.ops import (
     BELOW_AUTOGRAD,
     RNNGrads,
@@ -73,6 +73,9 @@ def rnn_sequence(
     if not covered(x):
         return reference_sequence(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity,
                                  mask, recorder)
+    if infer.wanted(recorder, (x, h0, weight_ih, weight_hh, bias_ih, bias_hh)):
+        return infer.call("rnn_infer", x, h0, weight_ih, weight_hh,
+                          infer.combined_bias(bias_ih, bias_hh), nonlinearity == "relu", mask)
     if eager_graph((x, h0, weight_ih, weight_hh, bias_ih, bias_hh)):
         return EagerRNNFunction.apply(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
                                       nonlinearity == "relu", mask, recorder)
@@ -88,6 +91,10 @@ def rnn_variant(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity, rec
     if not covered(x):
         return RNNVariantFunction.apply(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
                                         nonlinearity, recurrent_mask, zone_h, mask, recorder)
+    if infer.wanted(recorder, (x, h0, weight_ih, weight_hh, bias_ih, bias_hh)):
+        return infer.call("rnn_variant_infer", x, h0, weight_ih, weight_hh,
+                          infer.combined_bias(bias_ih, bias_hh), nonlinearity == "relu",
+                          recurrent_mask, zone_h, mask)
     inputs = (x, h0, weight_ih, weight_hh, combined_bias(bias_ih, bias_hh),
               nonlinearity == "relu", recurrent_mask, zone_h, mask)
     buffers = RNNVariantBuffers(*ops.run("rnn_variant_forward", recorder, inputs[:5], *inputs))

@@ -89,7 +89,10 @@ std::vector<Tensor> gru_backward(const OptionalTensor& grad_output_in,
   const int64_t hidden = width / 3;
   const auto options = gates.options();
   Tensor grad_from_input = scratch(kScratchGates, {steps, batch, width}, options);  // W_ih x
-  Tensor grad_from_hidden = scratch(kScratchGates2, {steps, batch, width}, options);  // W_hh h
+  // dL/d(W_hh h + b_hh) equals dL/d(W_ih x + b_ih) in the reset and update blocks: only its new
+  // block, dL/d(W_hn h + b_hn) = r * dL/dn, is kept apart [T, N, H] (a full [T, N, 3H] copy
+  // was a third of the GRU's training memory above torch.nn's)
+  Tensor grad_hidden_new = scratch(kScratchGates2, {steps, batch, hidden}, options);
   Tensor grad_h = get(grad_h_n) ? grad_h_n->contiguous().clone()
                                 : at::zeros({batch, hidden}, options);
   Tensor hidden_grads = record ? at::empty({steps, batch, hidden}, options) : Tensor();
@@ -97,7 +100,7 @@ std::vector<Tensor> gru_backward(const OptionalTensor& grad_output_in,
   const Tensor mask = get(mask_in) ? mask_in->contiguous() : Tensor();
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "gru_backward", [&] {
     scalar_t* input_data = grad_from_input.data_ptr<scalar_t>();
-    scalar_t* hidden_grad_data = grad_from_hidden.data_ptr<scalar_t>();
+    scalar_t* hidden_new_grad_data = grad_hidden_new.data_ptr<scalar_t>();
     scalar_t* grad_h_data = grad_h.data_ptr<scalar_t>();
     scalar_t* seen = record ? hidden_grads.data_ptr<scalar_t>() : nullptr;
     const scalar_t* gate_data = gates.data_ptr<scalar_t>();
@@ -112,16 +115,13 @@ std::vector<Tensor> gru_backward(const OptionalTensor& grad_output_in,
       scalar_t* __restrict__ gi_reset = input_data + at_gates;
       scalar_t* __restrict__ gi_update = gi_reset + hidden;
       scalar_t* __restrict__ gi_new = gi_reset + 2 * hidden;
-      scalar_t* __restrict__ gh_reset = hidden_grad_data + at_gates;
-      scalar_t* __restrict__ gh_update = gh_reset + hidden;
-      scalar_t* __restrict__ gh_new = gh_reset + 2 * hidden;
+      scalar_t* __restrict__ gh_new = hidden_new_grad_data + at_row;
       scalar_t* __restrict__ grad = grad_h_data + row * hidden;
       scalar_t* __restrict__ record_h = seen ? seen + at_row : nullptr;
       if (!running(mask_data, t, batch, row)) {  // held: passes through unchanged
         RNNKIT_SIMD
         for (int64_t j = begin; j < end; ++j) {
-          gi_reset[j] = gi_update[j] = gi_new[j] = 0;
-          gh_reset[j] = gh_update[j] = gh_new[j] = 0;
+          gi_reset[j] = gi_update[j] = gi_new[j] = gh_new[j] = 0;
         }
         if (record_h) for (int64_t j = begin; j < end; ++j) record_h[j] = 0;
         return;
@@ -143,8 +143,8 @@ std::vector<Tensor> gru_backward(const OptionalTensor& grad_output_in,
         const scalar_t d_new = dh * (1 - z) * (1 - n * n);
         const scalar_t d_update = dh * (h_old[j] - n) * (z * (1 - z));
         const scalar_t d_reset = d_new * hn[j] * (r * (1 - r));
-        gi_reset[j] = gh_reset[j] = d_reset;
-        gi_update[j] = gh_update[j] = d_update;
+        gi_reset[j] = d_reset;
+        gi_update[j] = d_update;
         gi_new[j] = d_new;
         gh_new[j] = d_new * r;
         grad[j] = dh * z;  // the direct path; the GEMM adds the one through W_hh
@@ -152,38 +152,44 @@ std::vector<Tensor> gru_backward(const OptionalTensor& grad_output_in,
     };
     const int threads = team_size(batch * width * hidden, hidden);
     on_unit_ranges(threads, hidden, [&](UnitRange units) {  // each thread its own hidden units
-      // (N, 3H) @ W_hh (3H, H), the thread's columns of dL/dh_{t-1}
-      const UnitColumnsGemm<scalar_t> recurrent(units.row_count(), width,
-                                                weight_hh.data_ptr<scalar_t>(), hidden, false, 1,
-                                                hidden, units);
+      // (N, 3H) @ W_hh (3H, H), the thread's columns of dL/dh_{t-1}, in two parts: the reset
+      // and update blocks of dL/d(W_ih x) against W_hr, W_hz, and dL/d(W_hn h) against W_hn
+      const scalar_t* weight_hh_data = weight_hh.data_ptr<scalar_t>();
+      const UnitColumnsGemm<scalar_t> recurrent(units.row_count(), 2 * hidden, weight_hh_data,
+                                                hidden, false, 1, hidden, units);
+      const UnitColumnsGemm<scalar_t> recurrent_new(units.row_count(), hidden,
+                                                    weight_hh_data + 2 * hidden * hidden, hidden,
+                                                    false, 1, hidden, units, kScratchGates3);
       const int64_t first = units.row_begin;
       for (int64_t t = steps - 1; t >= 0; --t) {
         for (int64_t row = first; row < units.row_end; ++row)
           step_row(t, row, units.begin, units.end);
         units.barrier();  // all of dL/d(W_hh h) at t before the GEMM reads it
-        recurrent.run(hidden_grad_data + (t * batch + first) * width, width, scalar_t(1),
+        recurrent.run(input_data + (t * batch + first) * width, width, scalar_t(1),
                       grad_h_data + first * hidden, hidden);  // read next by this thread only
+        recurrent_new.run(hidden_new_grad_data + (t * batch + first) * hidden, hidden,
+                          scalar_t(1), grad_h_data + first * hidden, hidden);
       }
     }, batch);
   });
   Tensor grad_x, grad_weight_ih, grad_weight_hh, grad_bias_ih, grad_bias_hh;
   const Tensor flat_input = grad_from_input.view({steps * batch, width});
+  const Tensor flat_new = grad_hidden_new.view({steps * batch, hidden});
   if (needs[0]) grad_x = matrix_product(flat_input, weight_ih).view({steps, batch, weight_ih.size(1)});
-  // dL/d(W_hh h + b_hh) equals dL/d(W_ih x + b_ih) in the reset and update blocks: one
-  // transposed copy of those, and of the new block of each
-  const Tensor rows = needs[1] || needs[2] ? gradient_rows(grad_from_input) : Tensor();
-  if (needs[1]) grad_weight_ih = weight_gradient_from_rows(rows, x);
+  // the weight gradients straight from the [T*N, G] gradients, transposed inside the GEMM: no
+  // transposed copy of them (gradient_rows), which would be another [T, N, 3H] at the peak
+  if (needs[1]) grad_weight_ih = at::mm(flat_input.t(), x.reshape({steps * batch, -1}));
   if (needs[2]) {
     const Tensor inputs = hiddens.narrow(0, 0, steps).reshape({steps * batch, hidden});
     grad_weight_hh = at::empty({width, hidden}, options);
     Tensor shared = grad_weight_hh.narrow(0, 0, 2 * hidden);
     Tensor own = grad_weight_hh.narrow(0, 2 * hidden, hidden);
-    matmul_into(shared, rows.narrow(0, 0, 2 * hidden), inputs, false);
-    matmul_into(own, gradient_rows(grad_from_hidden.narrow(2, 2 * hidden, hidden), kScratchRows2),
-                inputs, false);
+    at::mm_out(shared, flat_input.narrow(1, 0, 2 * hidden).t(), inputs);
+    at::mm_out(own, flat_new.t(), inputs);
   }
   if (has_bias && needs[3]) grad_bias_ih = flat_input.sum(0);
-  if (has_bias && needs[4]) grad_bias_hh = grad_from_hidden.view({steps * batch, width}).sum(0);
+  if (has_bias && needs[4])
+    grad_bias_hh = at::cat({flat_input.narrow(1, 0, 2 * hidden).sum(0), flat_new.sum(0)});
   return {grad_x, grad_h, grad_weight_ih, grad_weight_hh, grad_bias_ih, grad_bias_hh,
           hidden_grads};
 }

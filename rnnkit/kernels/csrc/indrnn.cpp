@@ -160,9 +160,25 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> indrnn_backward(
   return {grad_x, grad_h, grad_weight_ih, grad_weight_hh, grad_bias, hidden_grads};
 }
 
+// Inference (csrc/infer.cpp): the forward keeps only h_0 .. h_T already; the output and h_n.
+std::tuple<Tensor, Tensor> indrnn_infer(const Tensor& x, const Tensor& h0,
+                                        const Tensor& weight_ih, const Tensor& weight_hh,
+                                        const OptionalTensor& bias, bool relu,
+                                        const OptionalTensor& mask) {
+  const Tensor hiddens = indrnn_forward(x, h0, weight_ih, weight_hh, bias, relu, mask);
+  const int64_t steps = hiddens.size(0) - 1;
+  Tensor h_n = hiddens[steps].clone();
+  Tensor output = hiddens.narrow(0, 1, steps);
+  if (get(mask) != nullptr && output.numel() > 0) output.mul_(*mask);
+  return {output, h_n};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(rnnkit, m) {
+  m.def(
+      "indrnn_infer(Tensor x, Tensor h0, Tensor weight_ih, Tensor weight_hh, Tensor? bias, "
+      "bool relu, Tensor? mask) -> (Tensor output, Tensor h_n)");
   m.def(
       "indrnn_forward(Tensor x, Tensor h0, Tensor weight_ih, Tensor weight_hh, Tensor? bias, "
       "bool relu, Tensor? mask) -> Tensor hiddens");
@@ -176,6 +192,7 @@ TORCH_LIBRARY_FRAGMENT(rnnkit, m) {
 TORCH_LIBRARY_IMPL(rnnkit, CPU, m) {
   m.impl("indrnn_forward", &indrnn_forward);
   m.impl("indrnn_backward", &indrnn_backward);
+  m.impl("indrnn_infer", &indrnn_infer);
 }
 
 }  // namespace rnnkit
