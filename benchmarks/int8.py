@@ -26,7 +26,6 @@ import argparse
 import copy
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +39,8 @@ sys.path.insert(0, str(REPO))
 DATA = REPO.parent / "shared" / "data"
 LM_SETTINGS = ("--layers 2 --hidden 256 --embedding 64 --dropout 0.2 --lr 5e-3 "
                "--weight-decay 0.05 --schedule cosine --min-lr 5e-5 --warmup 50")
+
+from commands import rnnkit as rnnkit_cli  # noqa: E402
 
 import rnnkit  # noqa: E402
 from rnnkit.kernels import int8  # noqa: E402
@@ -121,15 +122,6 @@ def speed(families, hiddens, batches, steps, repeats, calls) -> list[dict]:
 
 
 # ---- accuracy ----------------------------------------------------------------------------------
-def rnnkit_cli(*arguments: str) -> str:
-    command = [sys.executable, "-m", "rnnkit.cli", *arguments]
-    print("$ rnnkit " + " ".join(arguments), flush=True)
-    process = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    if process.returncode != 0:
-        raise SystemExit(f"failed ({process.returncode}):\n{process.stderr[-2000:]}")
-    return process.stdout
-
-
 def language_model(args, work: Path) -> dict:
     from rnnkit.data.language_data import encode_file
     from rnnkit.train.evaluate import evaluate

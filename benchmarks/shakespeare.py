@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from commands import rnnkit
 from results import write_results
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,15 +26,6 @@ DATA = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 SETTINGS = ("--layers 2 --hidden 256 --embedding 64 --dropout 0.2 --lr 5e-3 --weight-decay 0.05 "
             "--schedule cosine --min-lr 5e-5 --warmup 50")
 RUNS = {"layer-norm": ["--layer-norm"], "plain": []}
-
-
-def rnnkit(*arguments: str) -> str:
-    command = [sys.executable, "-m", "rnnkit.cli", *arguments]
-    print("$ rnnkit " + " ".join(arguments), flush=True)
-    process = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    if process.returncode != 0:
-        raise SystemExit(f"failed ({process.returncode}):\n{process.stderr[-2000:]}")
-    return process.stdout
 
 
 def main(argv=None) -> int:

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from commands import run
 from results import write_results
-from shakespeare import DATA, REPO, SETTINGS
+from shakespeare import DATA, SETTINGS
 
 CHILD = """
 import sys, torch
@@ -37,14 +37,6 @@ sys.exit(status)
 SMOKE_SETTINGS = ("--layers 2 --hidden 16 --embedding 8 --batch-size 4 --seq-len 16 "
                   "--layer-norm --lr 5e-3")
 SMOKE_TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak.\n"
-
-
-def run(command: list[str], what: str) -> str:
-    print(f"$ {what}", flush=True)
-    process = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    if process.returncode != 0:
-        raise SystemExit(f"failed ({process.returncode}):\n{process.stderr[-2000:]}")
-    return process.stdout
 
 
 def main(argv=None) -> int:
