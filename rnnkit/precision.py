@@ -15,7 +15,9 @@ autocast lists ``gru_cell`` among the float32 ops); a layer whose parameters are
 returns bfloat16. An input in another dtype than the parameters is accepted under autocast (as
 torch.nn does) and computed as described. Internals (``return_internals=True``) stay float32.
 
-Without AVX512-BF16 on this CPU, or with ``RNNKIT_NO_BF16=1`` in the environment, the same
+The kernel is experimental and off unless ``RNNKIT_BF16=1`` is set: on this project's CPU it
+runs slower than the float32 kernels and its layer-norm variant is wrong (issue 15). Without
+it, without AVX512-BF16 on this CPU, or with ``RNNKIT_NO_BF16=1`` in the environment, the same
 calls run the float32 kernels (inputs and bf16 weights widened to float32), with the same
 result dtypes. The reference backend, and traced code (torch.compile, torch.export), are left
 to torch's own autocast.
@@ -31,6 +33,10 @@ import torch
 from torch import Tensor
 
 NO_BF16_VARIABLE = "RNNKIT_NO_BF16"
+# the kernel runs only when asked: measured on this project's CPU it is slower than the float32
+# kernels (0.6-0.9x, benchmarks/results/bf16.json) and its layer-norm variant gives wrong
+# outputs (a 300-step Tiny Shakespeare run: benchmarks/results/shakespeare_bf16.json); issue 15
+BF16_VARIABLE = "RNNKIT_BF16"
 # torch.nn's result dtype under CPU autocast, by family (torch's autocast op lists: lstm and
 # rnn_tanh / rnn_relu run in the lower precision, gru_cell in float32)
 _AUTOCAST_RESULT = {"GRU": torch.float32}
@@ -44,10 +50,12 @@ def autocast_bf16() -> bool:
 
 
 def kernel_available() -> tuple[bool, str]:
-    """(whether the bf16 kernel can run here, why not): the fused operators loaded, the CPU
-    has AVX512-BF16, and ``RNNKIT_NO_BF16`` is not set."""
+    """(whether the bf16 kernel can run here, why not): asked for with ``RNNKIT_BF16=1``, the
+    fused operators loaded, the CPU has AVX512-BF16, and ``RNNKIT_NO_BF16`` is not set."""
     if os.environ.get(NO_BF16_VARIABLE, "") not in ("", "0"):
         return False, f"{NO_BF16_VARIABLE} is set"
+    if os.environ.get(BF16_VARIABLE, "") in ("", "0"):
+        return False, f"off unless {BF16_VARIABLE}=1 (experimental: slower than float32 here)"
     from rnnkit.kernels import loader
 
     global _cpu_has_bf16
