@@ -113,9 +113,14 @@ def test_inputs_without_grad_take_the_inference_path_in_float64(case, _fused_ker
 @pytest.mark.fused
 @pytest.mark.parametrize("batch", [1, 3, 40])
 @pytest.mark.parametrize("family", ["LSTM", "GRU"])
-def test_time_blocks_and_threads_match_the_training_kernel(family, batch, _fused_kernels_ran):
+@pytest.mark.parametrize("whole", [False, True])
+def test_time_blocks_and_threads_match_the_training_kernel(family, batch, whole,
+                                                          _fused_kernels_ran, monkeypatch):
     """Long enough for several input-projection blocks (and a short last one), wide enough for a
-    team of threads; batch 40 splits the batch between threads, 3 splits the units."""
+    team of threads; batch 40 splits the batch between threads, 3 splits the units. Sequences
+    this short are projected whole unless RNNKIT_INFER_WHOLE_FLOATS forces the blocks."""
+    if not whole:
+        monkeypatch.setenv("RNNKIT_INFER_WHOLE_FLOATS", "0")
     torch.manual_seed(0)
     layer = LAYERS[family](24, 64, backend="fused").eval()
     x = torch.randn(75, batch, 24)
@@ -137,10 +142,12 @@ def test_return_internals_still_runs_the_training_operator(_fused_kernels_ran):
 
 
 @pytest.mark.fused
-def test_no_gate_buffer_is_allocated_under_no_grad():
+def test_no_gate_buffer_is_allocated_under_no_grad(monkeypatch):
     """The training forward allocates (T+1, N, H) cells and (T, N, 4H) gates; the inference
-    path allocates only the output and the states (its projection block is per-thread scratch).
+    path allocates only the output and the states (its projection block is per-thread scratch;
+    a short sequence, projected whole, allocates its input projection and no cells).
     Counted by torch's profiler on CPU memory: every allocation's size."""
+    monkeypatch.setenv("RNNKIT_INFER_WHOLE_FLOATS", "0")
     torch.manual_seed(0)
     layer = rnnkit.LSTM(16, 32, backend="fused").eval()
     x = torch.randn(200, 2, 16)
@@ -155,6 +162,8 @@ def test_no_gate_buffer_is_allocated_under_no_grad():
     gates_bytes = 200 * 2 * 4 * 32 * 4
     assert allocated(True) >= gates_bytes
     assert allocated(False) < gates_bytes
+    monkeypatch.delenv("RNNKIT_INFER_WHOLE_FLOATS")
+    assert allocated(False) < allocated(True)  # the projection only: no cells, no hiddens
 
 
 @pytest.mark.fused

@@ -30,6 +30,7 @@ from rnnkit.train import resume
 from rnnkit.train.checkpoint import config_of_kind, load_checkpoint, rebuilding
 from rnnkit.train.config import (
     FORECASTER_DEFAULT_EPOCHS,
+    FORECASTER_TRAINING,
     AppConfig,
     TrainConfig,
     apply_default_budget,
@@ -64,7 +65,7 @@ class SeriesConfig:
 class ForecastConfig(AppConfig):
     data: SeriesConfig = field(default_factory=SeriesConfig)
     model: ForecasterConfig = field(default_factory=ForecasterConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=32))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(**FORECASTER_TRAINING))
     out: str = ""
 
 

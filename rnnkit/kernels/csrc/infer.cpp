@@ -25,6 +25,8 @@
 
 #include <tuple>
 
+#include <cstdlib>
+
 #include "common.h"
 #include "variants.h"
 
@@ -39,7 +41,17 @@ using Pair = std::tuple<Tensor, Tensor>;
 
 // Steps per input-projection block: about 256 rows per GEMM (a batch of one takes 32 steps at a
 // time, reading W_ih once per 32 steps), the block buffer at most 2 MiB of float.
-int64_t block_steps(int64_t batch, int64_t width) {
+// A sequence whose whole projection fits whole_projection_limit() floats (64 MiB; the
+// environment's RNNKIT_INFER_WHOLE_FLOATS, read each call, lets a test force the blocks) takes
+// it in one GEMM before the time loop, as the training forward does: blocks projected inside
+// the team by UnitColumnsGemm pack W_ih on every call, up to 1.7x slower at batch 1, hidden 1024.
+int64_t whole_projection_limit() {
+  const char* text = std::getenv("RNNKIT_INFER_WHOLE_FLOATS");
+  return text != nullptr ? std::atoll(text) : (int64_t(1) << 24);
+}
+
+int64_t block_steps(int64_t steps, int64_t batch, int64_t width) {
+  if (steps * std::max<int64_t>(1, batch) * width <= whole_projection_limit()) return steps;
   const int64_t rows = std::max<int64_t>(1, batch);
   const int64_t wanted = std::min<int64_t>(32, std::max<int64_t>(1, 256 / rows));
   const int64_t cap = std::max<int64_t>(1, (int64_t(1) << 19) / (rows * std::max<int64_t>(1, width)));
@@ -117,8 +129,10 @@ Triple lstm_infer(const Tensor& x_in, const Tensor& h0_in, const Tensor& c0_in,
     return {output, h0.clone(), c_n};
   }
   Tensor c_other = at::empty({batch, hidden}, x.options());
-  const int64_t block = block_steps(batch, width);
-  Tensor gates = scratch(kScratchGates, {block, batch, width}, x.options());
+  const int64_t block = block_steps(steps, batch, width);
+  const bool whole = block >= steps;  // one projection GEMM up front, no blocks in the team
+  Tensor gates = whole ? at::empty({steps, batch, width}, x.options())
+                       : scratch(kScratchGates, {block, batch, width}, x.options());
   const Tensor gate_bias = get(bias) ? bias->contiguous() : at::zeros({width}, x.options());
   Tensor unprojected = projected ? at::empty({batch, hidden}, x.options()) : Tensor();
   const Tensor mask = get(mask_in) ? mask_in->contiguous() : Tensor();
@@ -173,6 +187,10 @@ Triple lstm_infer(const Tensor& x_in, const Tensor& h0_in, const Tensor& c0_in,
     const scalar_t* weight_hh_data = weight_hh.data_ptr<scalar_t>();
     const scalar_t* weight_ih_data = weight_ih.data_ptr<scalar_t>();
     if (!projected) {
+      if (whole) {
+        Tensor flat_gates = gates.view({steps * batch, width});
+        input_projection(flat_gates, x.view({steps * batch, features}), weight_ih, nullptr);
+      }
       on_unit_ranges(threads, hidden, [&](UnitRange units) {
         const UnitColumnsGemm<scalar_t> recurrent(units.row_count(), out_size, weight_hh_data,
                                                   out_size, true, 4, hidden, units);
@@ -182,9 +200,11 @@ Triple lstm_infer(const Tensor& x_in, const Tensor& h0_in, const Tensor& c0_in,
         const bool shared = units.independent && units.team > 1;
         for (int64_t t0 = 0; t0 < steps; t0 += block) {
           const int64_t t1 = std::min(steps, t0 + block);
-          if (shared && t0 > 0) team_barrier();  // the last block read by everyone
-          projection.run((t1 - t0) * batch, x_data + t0 * batch * features, gate_data, width);
-          if (shared) team_barrier();  // all columns of the block written
+          if (!whole) {
+            if (shared && t0 > 0) team_barrier();  // the last block read by everyone
+            projection.run((t1 - t0) * batch, x_data + t0 * batch * features, gate_data, width);
+            if (shared) team_barrier();  // all columns of the block written
+          }
           for (int64_t t = t0; t < t1; ++t) {
             scalar_t* gate_step = gate_data + ((t - t0) * batch + first) * width;
             recurrent.run(h_read(t) + first * out_size, out_size, scalar_t(1), gate_step, width);
@@ -238,8 +258,10 @@ Pair gru_infer(const Tensor& x_in, const Tensor& h0_in, const Tensor& weight_ih_
   const int64_t hidden = h0.size(1), width = 3 * hidden;
   Tensor output = at::empty({steps, batch, hidden}, x.options());
   if (steps == 0 || batch == 0) return {output, h0.clone()};
-  const int64_t block = block_steps(batch, width);
-  Tensor gates = scratch(kScratchGates, {block, batch, width}, x.options());
+  const int64_t block = block_steps(steps, batch, width);
+  const bool whole = block >= steps;  // one projection GEMM up front, no blocks in the team
+  Tensor gates = whole ? at::empty({steps, batch, width}, x.options())
+                       : scratch(kScratchGates, {block, batch, width}, x.options());
   Tensor from_hidden = at::empty({batch, width}, x.options());  // one step's h W_hh^T
   const Tensor recurrent_bias =
       get(bias_hh) ? bias_hh->contiguous() : at::zeros({width}, x.options());
@@ -283,6 +305,10 @@ Pair gru_infer(const Tensor& x_in, const Tensor& h0_in, const Tensor& weight_ih_
       }
     };
     const scalar_t* weight_ih_data = weight_ih.data_ptr<scalar_t>();
+    if (whole) {
+      Tensor flat_gates = gates.view({steps * batch, width});
+      input_projection(flat_gates, x.view({steps * batch, features}), weight_ih, nullptr);
+    }
     on_unit_ranges(threads, hidden, [&](UnitRange units) {
       const UnitColumnsGemm<scalar_t> recurrent(units.row_count(), hidden,
                                                 weight_hh.data_ptr<scalar_t>(), hidden, true, 3,
@@ -293,9 +319,11 @@ Pair gru_infer(const Tensor& x_in, const Tensor& h0_in, const Tensor& weight_ih_
       const bool shared = units.independent && units.team > 1;
       for (int64_t t0 = 0; t0 < steps; t0 += block) {
         const int64_t t1 = std::min(steps, t0 + block);
-        if (shared && t0 > 0) team_barrier();  // the last block read by everyone
-        projection.run((t1 - t0) * batch, x_data + t0 * batch * features, gate_data, width);
-        if (shared) team_barrier();  // all columns of the block written
+        if (!whole) {
+          if (shared && t0 > 0) team_barrier();  // the last block read by everyone
+          projection.run((t1 - t0) * batch, x_data + t0 * batch * features, gate_data, width);
+          if (shared) team_barrier();  // all columns of the block written
+        }
         for (int64_t t = t0; t < t1; ++t) {
           recurrent.run(h_read(t) + first * hidden, hidden, scalar_t(0),
                         from_hidden_data + first * width, width);
