@@ -77,6 +77,7 @@ FORECASTER_DEFAULT_EPOCHS = 60.0  # forecast train: passes over the training win
 LANGUAGE_MODEL_DEFAULTS = {"layer_norm": True, "dropout": 0.2}
 LANGUAGE_MODEL_TRAINING = {"lr": 5e-3, "weight_decay": 0.05, "schedule": "cosine",
                            "min_lr": 5e-5, "warmup": 50}
+RUN_DEFAULTS = {"model": LANGUAGE_MODEL_DEFAULTS, "train": LANGUAGE_MODEL_TRAINING}
 # `rnnkit forecast train`'s, chosen on the validation parts of AirPassengers, sunspots and ETTh1's
 # OT (benchmarks/select_defaults.py --task forecast, select_defaults_forecast.json): a cosine
 # decay over 60 epochs, 0.916 of the validation loss of a constant rate for 20 (geometric mean)
@@ -203,7 +204,8 @@ class RunConfig:
                 raise UserError(f"config [{name}]: unknown key(s) {', '.join(sorted(extra))}")
             for key, value in values.items():
                 check_type(f"config [{name}] {key}", known[key], value)
-            built[name] = kind(**values)
+            # the command's own defaults under the dict's values (a saved run names them all)
+            built[name] = kind(**{**RUN_DEFAULTS.get(name, {}), **values})
         out = data.get("out", "")
         check_type("config out", "str", out)
         return cls(**built, out=out)
@@ -255,7 +257,7 @@ def _offers(cell: str, option: str) -> bool:
     """Whether the family called ``cell`` takes the variant ``option``."""
     from rnnkit import families
 
-    return any(family.name == cell and option in family.options
+    return any(family.name.lower() == cell.lower() and option in family.options
                for family in families.families())
 
 
