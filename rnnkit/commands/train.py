@@ -67,14 +67,13 @@ def register(subparsers) -> None:
                         help="continue this run exactly (default: start a new run)")
     parser.add_argument("--tie-weights", action="store_const", const=True, default=None,
                         help="decoder shares the embedding matrix (needs --embedding = --hidden)")
-    for switch, text in (("--layer-norm", "layer-normalised gates and cell (arXiv 1607.06450; "
-                                          "default: on for lstm and gru)"),
+    for switch, text in (("--layer-norm", "layer-normalised gates and cell (arXiv 1607.06450)"),
                          ("--peephole", "lstm: gates see the cell state (Gers & Schmidhuber)"),
                          ("--coupled-gates", "lstm: input gate = 1 - forget gate (CIFG)")):
         parser.add_argument(switch, action="store_const", const=True, default=None, help=text)
     parser.add_argument("--no-layer-norm", dest="layer_norm", action="store_const", const=False,
-                        help="plain gates (the default has --layer-norm where the cell offers "
-                             "it: lstm, gru)")
+                        help="plain gates (the default; overrides a --config that sets "
+                             "layer_norm)")
     parser.add_argument("--bidirectional", action="store_const", const=True, default=None,
                         help=argparse.SUPPRESS)  # refused with a message: a language model
     parser.add_argument("--vocab-from", action="append", metavar="FILE",
