@@ -21,15 +21,14 @@ rnnkit_bf16 (above 1: the bf16 rnnkit is faster). Writes ``benchmarks/results/bf
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 
 import torch
 from results import write_results
 
 import rnnkit
 from rnnkit import precision
+from rnnkit.bench_variants import round_robin  # medians of alternating runs
 
 FAMILIES = {"lstm": (torch.nn.LSTM, rnnkit.LSTM), "gru": (torch.nn.GRU, rnnkit.GRU),
             "rnn": (torch.nn.RNN, rnnkit.RNN)}
@@ -51,19 +50,6 @@ def runner(module, x, mode: str, autocast: bool):
     return run
 
 
-def medians(functions: dict, repeats: int) -> dict:
-    """Median seconds of each function, their runs alternating, after one warm-up each."""
-    for function in functions.values():
-        function()
-    times = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, function in functions.items():
-            started = time.perf_counter()
-            function()
-            times[name].append(time.perf_counter() - started)
-    return {name: statistics.median(values) for name, values in times.items()}
-
-
 def measure(family: str, batch: int, hidden: int, steps: int, repeats: int) -> dict:
     torch_class, rnnkit_class = FAMILIES[family]
     torch.manual_seed(0)
@@ -73,7 +59,7 @@ def measure(family: str, batch: int, hidden: int, steps: int, repeats: int) -> d
     x = torch.randn(steps, batch, hidden)
     row = {"family": family, "batch": batch, "hidden": hidden, "T": steps}
     for mode in ("train", "infer"):
-        seconds = medians({
+        seconds = round_robin({
             "torch_bf16": runner(reference, x, mode, True),
             "rnnkit_bf16": runner(ours, x, mode, True),
             "rnnkit_f32": runner(ours, x, mode, False),

@@ -20,6 +20,17 @@ from rnnkit.commands.helptext import BACKEND_HELP, examples
 from rnnkit.errors import UserError
 
 
+def _write_json(path: str, payload: dict) -> None:
+    """``--json PATH``: the rows as JSON to PATH, or to stdout (alone) for '-'."""
+    text = json.dumps(payload, indent=2)
+    if path == "-":
+        sys.stdout.write(text + "\n")
+        return
+    with open(path, "w") as handle:
+        handle.write(text + "\n")
+    print(f"wrote {path}")
+
+
 def _positive(values: list[int], name: str) -> list[int]:
     for value in values:
         if value < 1:
@@ -52,13 +63,7 @@ def run_variant_bench(args) -> int:
             for line in bench_variants.format_rows(result):
                 show(line, flush=True)
     if args.json:
-        text = json.dumps({"variants": results}, indent=2)
-        if to_stdout:
-            sys.stdout.write(text + "\n")
-        else:
-            with open(args.json, "w") as handle:
-                handle.write(text + "\n")
-            print(f"wrote {args.json}")
+        _write_json(args.json, {"variants": results})
     return 0
 
 
@@ -82,13 +87,7 @@ def run_streaming_bench(args, hiddens: list[int]) -> int:
             show(bench.format_streaming_row(row), flush=True)
     if args.json:
         info.pop("sgemm_peak_gflops")
-        text = json.dumps({"environment": info, "streaming": rows}, indent=2)
-        if to_stdout:
-            sys.stdout.write(text + "\n")
-        else:
-            with open(args.json, "w") as handle:
-                handle.write(text + "\n")
-            print(f"wrote {args.json}")
+        _write_json(args.json, {"environment": info, "streaming": rows})
     return 0
 
 
@@ -126,13 +125,7 @@ def run_bench(args) -> int:
         show(bench.format_row(row), flush=True)
     show(bench.PEAK_NOTE)
     if args.json:
-        text = json.dumps({"environment": info, "rows": rows}, indent=2)
-        if to_stdout:
-            sys.stdout.write(text + "\n")
-        else:
-            with open(args.json, "w") as handle:
-                handle.write(text + "\n")
-            print(f"wrote {args.json}")
+        _write_json(args.json, {"environment": info, "rows": rows})
     return 0
 
 
