@@ -108,6 +108,15 @@ struct BlockProjection {
     }
     tail->run(x, features, scalar_t(0), out, ldc);
   }
+
+  // steps [t0, t1) of x (each `batch` rows) into `out`; a team that splits the batch (`shared`)
+  // fences the block on both sides, since every thread then reads every column
+  void run_block(int64_t t0, int64_t t1, int64_t batch, const scalar_t* x, scalar_t* out,
+                 int64_t ldc, bool shared) {
+    if (shared && t0 > 0) team_barrier();  // the last block read by everyone
+    run((t1 - t0) * batch, x + t0 * batch * features, out, ldc);
+    if (shared) team_barrier();  // all columns of the block written
+  }
 };
 
 // ---- LSTM ---------------------------------------------------------------------------------------
@@ -200,11 +209,7 @@ Triple lstm_infer(const Tensor& x_in, const Tensor& h0_in, const Tensor& c0_in,
         const bool shared = units.independent && units.team > 1;
         for (int64_t t0 = 0; t0 < steps; t0 += block) {
           const int64_t t1 = std::min(steps, t0 + block);
-          if (!whole) {
-            if (shared && t0 > 0) team_barrier();  // the last block read by everyone
-            projection.run((t1 - t0) * batch, x_data + t0 * batch * features, gate_data, width);
-            if (shared) team_barrier();  // all columns of the block written
-          }
+          if (!whole) projection.run_block(t0, t1, batch, x_data, gate_data, width, shared);
           for (int64_t t = t0; t < t1; ++t) {
             scalar_t* gate_step = gate_data + ((t - t0) * batch + first) * width;
             recurrent.run(h_read(t) + first * out_size, out_size, scalar_t(1), gate_step, width);
@@ -319,11 +324,7 @@ Pair gru_infer(const Tensor& x_in, const Tensor& h0_in, const Tensor& weight_ih_
       const bool shared = units.independent && units.team > 1;
       for (int64_t t0 = 0; t0 < steps; t0 += block) {
         const int64_t t1 = std::min(steps, t0 + block);
-        if (!whole) {
-          if (shared && t0 > 0) team_barrier();  // the last block read by everyone
-          projection.run((t1 - t0) * batch, x_data + t0 * batch * features, gate_data, width);
-          if (shared) team_barrier();  // all columns of the block written
-        }
+        if (!whole) projection.run_block(t0, t1, batch, x_data, gate_data, width, shared);
         for (int64_t t = t0; t < t1; ++t) {
           recurrent.run(h_read(t) + first * hidden, hidden, scalar_t(0),
                         from_hidden_data + first * width, width);
