@@ -208,8 +208,10 @@ def _check_quantizable(name: str, layer: RecurrentLayer) -> None:
                                               or variants.zoneout_cell),
         ("peephole", variants.peephole), ("coupled_gates", variants.coupled_gates)) if on]
     if changed:
+        hint = ("; `rnnkit train` turns layer norm on unless given --no-layer-norm"
+                if "layer_norm" in changed else "")
         raise UserError(f"{what}: int8 weights cover the plain step; this layer has "
-                        f"{', '.join(changed)}")
+                        f"{', '.join(changed)}{hint}")
     dtype = layer.weight_ih_l0.dtype
     if dtype != torch.float32:
         raise UserError(f"{what}: quantize a float32 layer, this one is {dtype}")

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from rnnkit.cli import main
+from rnnkit.train.config import CLASSIFIER_DEFAULT_EPOCHS, FORECASTER_DEFAULT_EPOCHS
 from tests.helpers import run_cli
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -517,8 +518,8 @@ def test_classify_bad_input_is_one_line(case_files, args, expected, runs, tmp_pa
 
 @pytest.mark.parametrize("args, epochs", [
     ("forecast train m.csv --target value --horizon 3 --lookback 6 --val-size 12 --test-size 12",
-     20.0),
-    ("classify train r.tsv --embedding 4", 5.0),
+     FORECASTER_DEFAULT_EPOCHS),
+    ("classify train r.tsv --embedding 4", CLASSIFIER_DEFAULT_EPOCHS),
 ], ids=["forecast", "classify"])
 def test_cosine_without_a_budget_decays_over_the_default_epochs(args, epochs, tmp_path,
                                                                  monkeypatch, capsys):

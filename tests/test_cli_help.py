@@ -10,6 +10,7 @@ import shlex
 import pytest
 
 from rnnkit.cli import _subcommand_parsers, build_parser
+from rnnkit.train.config import CLASSIFIER_DEFAULT_EPOCHS, DEFAULT_EPOCHS, FORECASTER_DEFAULT_EPOCHS
 
 ROOT = build_parser()
 PARSERS = {parser.prog: parser for parser in (ROOT, *_subcommand_parsers(ROOT))}
@@ -99,4 +100,5 @@ def test_the_three_training_commands_share_their_training_flags_written_once():
                               " ".join(PARSERS[f"rnnkit {name}"].format_help().split()))
               for name in ("train", "classify train", "forecast train")}
     assert {name: int(found.group(1)) for name, found in epochs.items()} == {
-        "train": 10, "classify train": 5, "forecast train": 20}
+        "train": DEFAULT_EPOCHS, "classify train": CLASSIFIER_DEFAULT_EPOCHS,
+        "forecast train": FORECASTER_DEFAULT_EPOCHS}

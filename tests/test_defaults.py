@@ -45,3 +45,38 @@ def test_no_layer_norm_on_the_command_line():
     assert overrides_from(args)["model.layer_norm"] is False
     args = build_parser().parse_args(["train", "x.txt"])
     assert "model.layer_norm" not in overrides_from(args)
+
+
+@pytest.mark.parametrize("cell, layer_norm", [("lstm", True), ("rnn", False)])
+def test_rnnkit_train_runs_with_the_settings_chosen_on_validation(cell, layer_norm, tmp_path,
+                                                                  capsys):
+    """The values benchmarks/select_defaults.py chose (select_defaults_train.json) are what a
+    run given no settings saves and says at its start."""
+    import json
+
+    from tests.helpers import run_cli
+    from tests.test_lm_helpers import VERSE, write_corpus
+
+    corpus = write_corpus(tmp_path, VERSE)
+    status, out, err = run_cli(["train", corpus, "--cell", cell, "--hidden", "8",
+                                "--max-steps", "2", "--batch-size", "2", "--seq-len", "8",
+                                "--out", tmp_path / "run", "--cache-dir", tmp_path / "cache",
+                                "--no-progress"], capsys)
+    assert status == 0, err
+    saved = json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))
+    assert saved["model"]["layer_norm"] is layer_norm and saved["model"]["dropout"] == 0.2
+    assert {key: saved["train"][key] for key in ("optimizer", "lr", "weight_decay", "schedule",
+                                                  "min_lr", "warmup")} == {
+        "optimizer": "adamw", "lr": 5e-3, "weight_decay": 0.05, "schedule": "cosine",
+        "min_lr": 5e-5, "warmup": 50}
+    assert "adamw lr 0.005, cosine to 5e-05" in out
+    assert ("(layer norm)" in out) is layer_norm
+
+
+def test_forecast_train_decays_along_a_cosine_over_60_epochs_by_default():
+    from rnnkit.forecast.run import ForecastConfig
+    from rnnkit.train.config import FORECASTER_DEFAULT_EPOCHS
+
+    train = ForecastConfig().train
+    assert (train.schedule, train.min_lr, train.lr, FORECASTER_DEFAULT_EPOCHS) == (
+        "cosine", 1e-5, 2e-3, 60.0)

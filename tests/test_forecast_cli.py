@@ -50,6 +50,7 @@ def sine_config(path, out, steps):
     config.model.lookback, config.model.horizon, config.model.hidden = 32, 8, 32
     config.train.max_steps, config.train.eval_every, config.train.lr = steps, 50, 1e-2
     config.train.log_every = 10
+    config.train.schedule = "constant"  # (resume extends the budget a cosine would decay over)
     return config
 
 

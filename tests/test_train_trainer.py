@@ -77,7 +77,9 @@ def test_ctrl_c_saves_and_resume_matches(tmp_path):
     corpus = write_corpus(tmp_path)
     common = [str(corpus), "--cache-dir", str(tmp_path / "cache"), "--hidden", "24",
               "--embedding", "16", "--batch-size", "4", "--seq-len", "16", "--log-every", "1",
-              "--eval-every", "50", "--dropout", "0.2", "--max-steps", "100000"]
+              "--eval-every", "50", "--dropout", "0.2",
+              "--schedule", "constant",  # (a cosine would decay over the budget, changed here)
+              "--max-steps", "100000"]
     command = [sys.executable, "-m", "rnnkit.cli", "train", *common]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(command + ["--out", str(tmp_path / "run")], cwd=tmp_path,
@@ -162,7 +164,8 @@ def test_every_trainer_raises_the_one_training_diverged(tmp_path):
 def test_plateau_decay_and_early_stopping(tmp_path):
     corpus = write_corpus(tmp_path)
     config = tiny_config(corpus, tmp_path / "run", tmp_path / "cache", max_steps=200,
-                         eval_every=2, lr=5.0, schedule="plateau", patience=3, optimizer="sgd")
+                         eval_every=2, lr=5.0, schedule="plateau", patience=3, optimizer="sgd",
+                         warmup=0)
     trainer = start_run(config)
     rates = []
     trainer.on_eval.append(lambda trainer, record: rates.append(trainer.schedule.scale))

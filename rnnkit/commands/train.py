@@ -67,13 +67,14 @@ def register(subparsers) -> None:
                         help="continue this run exactly (default: start a new run)")
     parser.add_argument("--tie-weights", action="store_const", const=True, default=None,
                         help="decoder shares the embedding matrix (needs --embedding = --hidden)")
-    for switch, text in (("--layer-norm", "layer-normalised gates and cell (arXiv 1607.06450)"),
+    for switch, text in (("--layer-norm", "layer-normalised gates and cell (arXiv 1607.06450; "
+                                          "default: on where the cell offers it: lstm, gru)"),
                          ("--peephole", "lstm: gates see the cell state (Gers & Schmidhuber)"),
                          ("--coupled-gates", "lstm: input gate = 1 - forget gate (CIFG)")):
         parser.add_argument(switch, action="store_const", const=True, default=None, help=text)
     parser.add_argument("--no-layer-norm", dest="layer_norm", action="store_const", const=False,
-                        help="plain gates (the default; overrides a --config that sets "
-                             "layer_norm)")
+                        help="plain gates (the default has --layer-norm where the cell offers "
+                             "it; this overrides a --config that sets layer_norm)")
     parser.add_argument("--bidirectional", action="store_const", const=True, default=None,
                         help=argparse.SUPPRESS)  # refused with a message: a language model
     parser.add_argument("--vocab-from", action="append", metavar="FILE",
@@ -107,9 +108,13 @@ def summary_line(config, default_budget: bool = False) -> str:
     model, train = config.model, config.train
     budget = budget_text(train) + (" (the default: no --max-steps, --epochs or --time-budget "
                                    "given)" if default_budget else "")
-    return (f"rnnkit train: {model.cell} {model.layers}x{model.hidden} on {config.data.level} "
-            f"tokens; batch {train.batch_size} x {train.seq_len} steps, {train.optimizer} lr "
-            f"{train.lr:g}; budget {budget}; every setting in {config.out}/config.json (-v "
+    variants = ", ".join(name.replace("_", " ") for name in model.variant_options())
+    schedule = {"cosine": f", cosine to {train.min_lr:g}",
+                "plateau": ", decayed on plateaus"}.get(train.schedule, "")
+    return (f"rnnkit train: {model.cell} {model.layers}x{model.hidden}"
+            f"{f' ({variants})' if variants else ''} on {config.data.level} tokens; batch "
+            f"{train.batch_size} x {train.seq_len} steps, {train.optimizer} lr {train.lr:g}"
+            f"{schedule}; budget {budget}; every setting in {config.out}/config.json (-v "
             f"prints them)")
 
 
