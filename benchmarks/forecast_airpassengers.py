@@ -50,6 +50,10 @@ def main() -> None:
     parser.add_argument("--loss", default="mae")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--schedule", default="constant",
+                        help="the rate schedule (constant: the setting chosen on 1959, before "
+                        "forecast train's default became a cosine)")
+    parser.add_argument("--min-lr", type=float, default=1e-5, help="cosine: the final rate")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--refit", action=argparse.BooleanOptionalAction, default=True,
                         help="train on 1949-1959 with the chosen settings (default)")
@@ -76,6 +80,7 @@ def main() -> None:
         config.model.window_norm, config.model.loss = args.window_norm, args.loss
         config.train.epochs, config.train.seed = args.epochs, seed
         config.train.batch_size, config.train.lr = args.batch_size, args.lr
+        config.train.schedule, config.train.min_lr = args.schedule, args.min_lr
         config.out = f"{args.out}/seed-{seed}"
         shutil.rmtree(config.out, ignore_errors=True)  # a fresh run each time
         start_forecast(config).fit()
