@@ -46,7 +46,8 @@ for figure in $wanted; do
             set -e; cd $work
             $rnnkit forecast train $data/AirPassengers.csv --target '#Passengers' --horizon 12 \
                 --lookback 24 --val-size 12 --test-size 12 --head seq2seq --window-norm mean \
-                --scale none --quantiles 0.1,0.5,0.9 --epochs 150 --out runs/air --no-progress
+                --scale none --quantiles 0.1,0.5,0.9 --epochs 150 --schedule constant \
+                --out runs/air --no-progress
             $rnnkit forecast backtest runs/air
             $rnnkit forecast predict runs/air --horizon 6"
         "$python" benchmarks/forecast_airpassengers.py --seeds 1,2,3 --out "$work/air" ;;
