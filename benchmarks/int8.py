@@ -37,7 +37,7 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DATA = REPO.parent / "shared" / "data"
-LM_SETTINGS = ("--layers 2 --hidden 256 --embedding 64 --dropout 0.2 --lr 5e-3 "
+LM_SETTINGS = ("--layers 2 --hidden 256 --embedding 64 --no-layer-norm --dropout 0.2 --lr 5e-3 "
                "--weight-decay 0.05 --schedule cosine --min-lr 5e-5 --warmup 50")
 
 from commands import rnnkit as rnnkit_cli  # noqa: E402

@@ -94,6 +94,7 @@ def run_config(args, name: str, out: Path) -> RunConfig:
         "data.cache_dir": str(out / "cache"), "out": str(out / name),
         "model.cell": "lstm", "model.layers": args.layers, "model.hidden": args.hidden,
         "model.embedding": args.embedding, "model.dropout": args.dropout if tuned else 0.0,
+        "model.layer_norm": False,  # (torch.nn.LSTM has none: the pairs compare plain layers)
         "train.batch_size": args.batch_size, "train.seq_len": args.seq_len,
         "train.optimizer": "adamw", "train.lr": args.lr if tuned else 2e-3,
         "train.weight_decay": args.weight_decay if tuned else 0.0,
