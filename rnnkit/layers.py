@@ -169,7 +169,7 @@ class _RecurrentLayer(nn.Module):
 
     def __getstate__(self):
         state = dict(super().__getstate__())
-        state.pop("_stream", None)  # holds a closure over the operators: made again after a load
+        state.pop("_stream", None)  # a copy makes its own plan (this one holds a closure)
         return state
 
     def _stream_plan(self) -> streaming.StreamPlan | bool:
