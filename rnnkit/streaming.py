@@ -18,11 +18,12 @@ checked against the input's, so an in-place update, ``load_state_dict`` or ``.to
 seen at once. ``RNNKIT_BACKEND`` is read when a plan is made.
 
 A layer has a plan (:func:`plan_for`) when its family has a step operator, its backend runs the
-fused kernels, it is one of the plain families' own classes (not a subclass changing how the
-weights or a direction are computed, as the int8 layers and the IndRNN do), and its step is
-the plain one: no layer norm, zoneout, peepholes or coupled gates, and in training mode no
-recurrent dropout, weight drop or dropout between layers (under no_grad these still draw
-their masks in training; in eval they change nothing). A call then takes the plan when
+fused kernels, it is one of the families' own classes (not a subclass changing how the weights
+or a direction are computed, as the int8 layers and the IndRNN do), and its step draws no
+random mask: every variant in eval (layer norm, peepholes, coupled gates; zoneout keeps its
+expectation; recurrent dropout and weight drop do nothing), and in training mode none of
+zoneout, recurrent dropout, weight drop or dropout between layers (under no_grad these still
+draw their masks in training: the general path). A call then takes the plan when
 everything holds that the general path would check or change (:meth:`StreamPlan.__call__`):
 grad mode off, no internals asked for, a plain CPU float32/float64 tensor of one step in the
 layer's layout with its input size, the weights of the same dtype on the CPU, a state of the
@@ -40,8 +41,6 @@ from torch import Tensor
 
 from rnnkit import backends, families
 from rnnkit.onnx import ops as onnx_ops
-
-_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 
 
 class StreamPlan:
@@ -103,17 +102,33 @@ class StreamPlan:
         return self.step(input, hx, weights)
 
 
-def plain_step(layer) -> bool:
-    """Whether ``layer``'s step in its current mode is the family's plain one (what the step
-    operators compute)."""
+def streamable_step(layer) -> bool:
+    """Whether ``layer``'s step in its current mode is one the step operators compute: in eval
+    every variant (zoneout keeps its expectation, recurrent dropout and weight drop do
+    nothing), in training none that draws a random mask (zoneout, recurrent dropout, weight
+    drop, dropout between layers)."""
+    if not layer.training:
+        return True
     variants = layer.variants
-    if (variants.layer_norm or variants.zoneout_hidden or variants.zoneout_cell
-            or variants.peephole or variants.coupled_gates):
-        return False
-    if layer.training and (variants.recurrent_dropout or variants.weight_drop
-                           or (layer.dropout and layer.num_layers > 1)):
-        return False
-    return True
+    return not (variants.zoneout_hidden or variants.zoneout_cell or variants.recurrent_dropout
+                or variants.weight_drop or (layer.dropout and layer.num_layers > 1))
+
+
+def weight_kinds(layer) -> list[str]:
+    """The kinds of parameter of one layer and direction, in the step operators' order."""
+    kinds = ["weight_ih", "weight_hh"]
+    if layer.bias:
+        kinds += ["bias_ih", "bias_hh"]
+    if layer.proj_size:
+        kinds.append("weight_hr")
+    variants = layer.variants
+    if variants.layer_norm:
+        kinds += ["ln_ih_weight", "ln_ih_bias", "ln_hh_weight", "ln_hh_bias"]
+        if layer.family.has_cell:
+            kinds += ["ln_cell_weight", "ln_cell_bias"]
+    if variants.peephole:
+        kinds.append("peephole_weight")
+    return kinds
 
 
 def plan_for(layer, base: type) -> StreamPlan | None:
@@ -122,24 +137,16 @@ def plan_for(layer, base: type) -> StreamPlan | None:
     family = layer.family
     kind = type(layer)
     if (family.stream is None or kind._weights is not base._weights
-            or kind._run_direction is not base._run_direction or not plain_step(layer)):
+            or kind._run_direction is not base._run_direction or not streamable_step(layer)):
         return None
     if backends.implementation(family, layer.backend).name != "fused":
         return None
-    names = []
-    for index in range(layer.num_layers):
-        for suffix in layer._suffixes():
-            for kind_name in _KINDS:
-                name = f"{kind_name}_l{index}{suffix}"
-                if kind_name == "weight_hr" and not layer.proj_size:
-                    continue
-                if kind_name.startswith("bias") and not layer.bias:
-                    continue
-                if layer._parameters.get(name) is None:
-                    return None
-                names.append(name)
+    names = [f"{kind_name}_l{index}{suffix}" for index in range(layer.num_layers)
+             for suffix in layer._suffixes() for kind_name in weight_kinds(layer)]
+    if any(layer._parameters.get(name) is None for name in names):
+        return None  # one removed, or moved (a parametrization): the general path reads it
     step = families.load(family.stream)(layer.num_layers, layer.bidirectional, layer.bias,
-                                        layer.nonlinearity)
+                                        layer.nonlinearity, layer.variants)
     hidden = layer.hidden_size
     return StreamPlan(step, names, 1 if layer.batch_first else 0, layer.input_size,
                       layer.num_layers * (2 if layer.bidirectional else 1),

@@ -198,8 +198,8 @@ def test_combined_bias_is_cached_per_version():
 # case: the streaming step operator its steps run (rnnkit.streaming), or None where the
 # layer has no step operator and each step runs the inference operator of every layer
 STREAM_CASES = {"lstm": "lstm_step", "lstm-proj": "lstm_step", "gru": "gru_step",
-                "rnn-tanh": "rnn_step", "indrnn": None, "lstm-all": None,
-                "gru-layer_norm+zoneout": None, "rnn-zoneout": None}
+                "rnn-tanh": "rnn_step", "indrnn": None, "lstm-all": "lstm_step",
+                "gru-layer_norm+zoneout": "gru_step", "rnn-zoneout": "rnn_step"}
 
 
 @pytest.mark.fused

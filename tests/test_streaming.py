@@ -1,8 +1,9 @@
 """The streaming fast path (rnnkit/streaming.py, csrc/stream.cpp): a call of one time step under
 no_grad runs the family's step operator (``rnnkit::lstm_step``, ``gru_step``, ``rnn_step``) for
-the whole stack, gives torch.nn's numbers and the whole-sequence call's, and is not taken when a
-gradient may be asked for, internals are asked for, or the layer's step is not the plain one;
-the layer's plan follows its weights, dtype, mode and options.
+the whole stack, gives torch.nn's numbers (the variants': the reference backend's) and the
+whole-sequence call's, and is not taken when a gradient may be asked for, internals are asked
+for, or the step draws random masks (training mode); the layer's plan follows its weights,
+dtype, mode and options.
 
 Tolerances: float32 1e-5 and float64 1e-10, the suite's (tests/helpers.py): a step sums its
 dot products in another order than torch.nn's GEMM, a few ulp.
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 
 import rnnkit
-from tests.helpers import assert_close, states_of
+from tests.helpers import assert_close, fused_twins, states_of
 
 FEATURES, HIDDEN = 7, 20
 # case: (family, layer options, its step operator)
@@ -281,16 +282,81 @@ def test_a_changed_option_is_followed(_fused_kernels_ran):
     assert _fused_kernels_ran["rnn_step"] == 5
 
 
+# variant case: (family, options); every parameter drawn at scale 0.4 (tests/helpers.py)
+VARIANTS = {
+    "gru-layer_norm": ("GRU", {"layer_norm": True}),
+    "gru-layer_norm+zoneout": ("GRU", {"layer_norm": True, "zoneout": 0.3,
+                                       "recurrent_dropout": 0.2}),
+    "lstm-layer_norm": ("LSTM", {"layer_norm": True}),
+    "lstm-peephole": ("LSTM", {"peephole": True}),
+    "lstm-coupled+zoneout": ("LSTM", {"coupled_gates": True, "zoneout": (0.2, 0.4)}),
+    "lstm-all": ("LSTM", {"layer_norm": True, "peephole": True, "coupled_gates": True,
+                          "zoneout": 0.1, "recurrent_dropout": 0.2, "weight_drop": 0.3}),
+    "rnn-zoneout": ("RNN", {"zoneout": 0.25, "nonlinearity": "relu"}),
+}
+
+
 @pytest.mark.fused
-@pytest.mark.parametrize("make", [
-    lambda: rnnkit.GRU(FEATURES, HIDDEN, layer_norm=True, backend="fused"),
-    lambda: rnnkit.LSTM(FEATURES, HIDDEN, zoneout=0.2, backend="fused"),
-    lambda: rnnkit.LSTM(FEATURES, HIDDEN, peephole=True, backend="fused"),
-    lambda: rnnkit.IndRNN(FEATURES, HIDDEN, backend="fused"),
-], ids=["layer_norm", "zoneout", "peephole", "indrnn"])
-def test_layers_whose_step_is_not_the_plain_one_take_their_own_operators(make,
-                                                                         _fused_kernels_ran):
-    layer = make().eval()
+@pytest.mark.parametrize("config", ["stacked-batch-1", "bidirectional-gemm"])
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_variants_stream_their_eval_step(variant, config, _fused_kernels_ran):
+    """In eval every variant's step is the step operator's (zoneout its expectation, recurrent
+    dropout and weight drop nothing): the reference backend's numbers, call by call, and a
+    unidirectional stack's whole-sequence numbers (the variant inference operator)."""
+    family, options = VARIANTS[variant]
+    layers, bidirectional, batch = (2, False, 1) if config == "stacked-batch-1" else (1, True, 9)
+    reference, fused = fused_twins(family, torch.float32, input_size=FEATURES,
+                                   hidden_size=HIDDEN, num_layers=layers,
+                                   bidirectional=bidirectional, **options)
+    reference.eval()
+    fused.eval()
+    inputs = _step_input(4, batch, False)
+    streamed = _stream(fused, inputs)
+    for step, (actual, expected) in enumerate(zip(streamed, _stream(reference, inputs))):
+        _assert_same(actual, expected, torch.float32, f"{variant} step {step}")
+    operator = f"{family.lower()}_step"
+    assert _fused_kernels_ran[operator] == 4
+    if not bidirectional:
+        with torch.no_grad():
+            whole, final = fused(torch.cat(inputs))
+        _assert_same((torch.cat([output for output, _ in streamed]), streamed[-1][1]),
+                     (whole, final), torch.float32, f"{variant} whole sequence")
+        assert _fused_kernels_ran[f"{family.lower()}_variant_infer"] == layers
+
+
+@pytest.mark.fused
+@pytest.mark.parametrize("variant", ["gru-layer_norm+zoneout", "lstm-all", "rnn-zoneout"])
+def test_variants_that_draw_masks_are_not_streamed_in_training(variant, _fused_kernels_ran):
+    """Zoneout and recurrent dropout draw a mask a call in training, even under no_grad: the
+    general path draws them (its variant operator), and eval() streams again."""
+    family, options = VARIANTS[variant]
+    _, fused = fused_twins(family, torch.float32, input_size=FEATURES, hidden_size=HIDDEN,
+                           **options)
+    inputs = _step_input(2, 1, False)
+    fused.train()
+    _stream(fused, inputs)
+    assert f"{family.lower()}_step" not in _fused_kernels_ran
+    assert _fused_kernels_ran[f"{family.lower()}_variant_infer"] == 2
+    fused.eval()
+    _stream(fused, inputs)
+    assert _fused_kernels_ran[f"{family.lower()}_step"] == 2
+
+
+@pytest.mark.fused
+def test_layer_norm_without_masks_streams_in_training_mode_too(_fused_kernels_ran):
+    reference, fused = fused_twins("LSTM", torch.float32, input_size=FEATURES,
+                                   hidden_size=HIDDEN, layer_norm=True, peephole=True)
+    inputs = _step_input(2, 3, False)
+    _assert_same(_stream(fused, inputs)[-1], _stream(reference, inputs)[-1], torch.float32,
+                 "training mode")
+    assert _fused_kernels_ran["lstm_step"] == 2
+
+
+@pytest.mark.fused
+def test_an_indrnn_is_not_streamed(_fused_kernels_ran):
+    """Its own step (a vector recurrent weight): the general path, one operator a layer."""
+    torch.manual_seed(0)
+    layer = rnnkit.IndRNN(FEATURES, HIDDEN, backend="fused").eval()
     x = torch.randn(3, 2, FEATURES)
     with torch.no_grad():
         whole, _ = layer(x)

@@ -46,7 +46,7 @@ class Family:
         fused: the same on the C++ operators, or empty when the family has no kernel.
         stream: ``"module:function"`` making a layer's streaming step on the fused operators
             (one call of one time step through every layer, :mod:`rnnkit.kernels.stream`):
-            called as ``(num_layers, bidirectional, has_bias, nonlinearity)``, it returns
+            called as ``(num_layers, bidirectional, has_bias, nonlinearity, variants)``, it returns
             ``step(x, state, weights) -> (output, state)``; None when the family has none.
         recurrent_shape: ``weight_hh``'s shape from (gate rows, H_out): a matrix for most
             families, a vector for the IndRNN's per-unit weights.
