@@ -251,7 +251,8 @@ class _RecurrentLayer(nn.Module):
 
     def _like(self) -> Tensor:
         """The tensor inputs and states must match in dtype and device (int8 layers: a scale)."""
-        return self.weight_ih_l0
+        weight = self._parameters.get("weight_ih_l0")  # no nn.Module.__getattr__ call
+        return weight if weight is not None else self.weight_ih_l0
 
     _WEIGHT_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr",
                      "ln_ih_weight", "ln_ih_bias", "ln_hh_weight", "ln_hh_bias",
@@ -273,8 +274,12 @@ class _RecurrentLayer(nn.Module):
 
     def _weights(self, layer: int, suffix: str) -> dict[str, Tensor | None]:
         names = self._weight_names(layer, suffix)
+        # a parameter straight from the dict (nn.Module.__getattr__ is a Python call a lookup);
+        # a buffer or a parametrization's property as an attribute
+        parameters = self._parameters
         try:
-            weights = {kind: None if name is None else getattr(self, name)
+            weights = {kind: None if name is None else
+                       parameters[name] if name in parameters else getattr(self, name)
                        for kind, name in names.items()}
         except AttributeError:  # a weight removed since: look again
             self.__dict__["_weight_name_cache"].clear()
