@@ -13,11 +13,14 @@ where timings mean nothing:
 
     python benchmarks/streaming_counts.py             # lstm, gru, rnn at hidden 64
     python benchmarks/streaming_counts.py --ops       # also list the operators of one call
+    python benchmarks/streaming_counts.py --families gru --option layer_norm=True
+                                                      # rnnkit's layer with a variant
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import collections
 import sys
 
@@ -75,14 +78,21 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--backend", default="fused", choices=["auto", "fused", "reference"])
     parser.add_argument("--ops", action="store_true", help="list each call's operators")
+    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                        help="an option of rnnkit's layer (a Python literal), e.g. zoneout=0.1; "
+                             "torch.nn's layer stays plain")
     args = parser.parse_args()
+    options = {}
+    for option in args.option:
+        name, _, value = option.partition("=")
+        options[name] = ast.literal_eval(value)
     print(f"{'family':6} {'layer':8} | {'py calls':>8} {'C calls':>8} {'ops':>5}")
     for family in args.families:
         torch_class, rnnkit_class, _ = bench.FAMILIES[family]
         torch.manual_seed(0)
         reference = torch_class(args.hidden, args.hidden).eval()
-        ours = rnnkit_class(args.hidden, args.hidden, backend=args.backend).eval()
-        ours.load_state_dict(reference.state_dict())
+        ours = rnnkit_class(args.hidden, args.hidden, backend=args.backend, **options).eval()
+        ours.load_state_dict(reference.state_dict(), strict=not options)
         x_t = torch.randn(1, 1, args.hidden)
         for name, module in (("torch.nn", reference), ("rnnkit", ours)):
             run = one_call(module, x_t)
