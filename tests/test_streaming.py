@@ -224,7 +224,7 @@ def test_replaced_and_updated_weights_are_seen(_fused_kernels_ran):
 
 
 @pytest.mark.fused
-def test_a_changed_dtype_is_followed_and_a_mismatch_raises_as_before(_fused_kernels_ran):
+def test_a_changed_dtype_or_device_is_followed_and_a_mismatch_raises_as_before(_fused_kernels_ran):
     reference, ours = _twins("gru")
     _stream(ours, _step_input(1, 1, False))
     reference.double()
@@ -236,6 +236,10 @@ def test_a_changed_dtype_is_followed_and_a_mismatch_raises_as_before(_fused_kern
     with pytest.raises(ValueError, match="has dtype torch.float32 but the parameters are "
                                          "torch.float64"):
         _stream(ours, _step_input(1, 1, False))
+    ours.to("meta")  # another device: the weights' device is read on every call too
+    with pytest.raises(ValueError, match="is on device cpu but the parameters are on meta"):
+        _stream(ours, inputs)
+    assert _fused_kernels_ran["gru_step"] == 3
 
 
 @pytest.mark.fused
