@@ -274,7 +274,7 @@ class _RecurrentLayer(nn.Module):
 
     def _weights(self, layer: int, suffix: str) -> dict[str, Tensor | None]:
         names = self._weight_names(layer, suffix)
-        # a parameter straight from the dict (nn.Module.__getattr__ is a Python call a lookup);
+        # a parameter straight from the dict (nn.Module.__getattr__ is a Python call per lookup);
         # a buffer or a parametrization's property as an attribute
         parameters = self._parameters
         try:

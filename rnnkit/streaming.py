@@ -13,9 +13,10 @@ What is fixed for a layer's configuration is worked out once, in a :class:`Strea
 the layer (``layer._stream``): the step caller, the parameter names in torch.nn's order, the
 expected sizes. Any attribute set on the layer (``train()``/``eval()``, ``batch_first``, a
 replaced parameter, a changed option) drops the plan, and the next call makes a new one. The
-parameters themselves are read from the layer on every call, and their dtype and device
-checked against the input's, so an in-place update, ``load_state_dict`` or ``.to(dtype)`` is
-seen at once. ``RNNKIT_BACKEND`` is read when a plan is made.
+parameters themselves are read from the layer on every call, and the first one's dtype and
+device checked against the input's (the operator checks the others), so an in-place update,
+``load_state_dict``, ``.to(dtype)`` or ``.to(device)`` is seen at once. ``RNNKIT_BACKEND`` is
+read when a plan is made.
 
 A layer has a plan (:func:`plan_for`) when its family has a step operator, its backend runs the
 fused kernels, it is one of the families' own classes (not a subclass changing how the weights
