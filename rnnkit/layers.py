@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from rnnkit import _validation as check
-from rnnkit import backends, families, precision
+from rnnkit import backends, families, precision, streaming
 from rnnkit import init as gate_init
 from rnnkit._sequences import Padded, repack, reverse_index, reverse_time, unpack
 from rnnkit.bptt.common import GradientRecorder
@@ -50,6 +50,10 @@ class _RecurrentLayer(nn.Module):
 
     What differs between families is read from their declaration (:mod:`rnnkit.families`).
     A subclass named as a registered family is that family's layer (:func:`layer_class`)."""
+
+    # the streaming fast path's plan (rnnkit.streaming): None until the next call makes one,
+    # False when the layer has none; dropped whenever an attribute of the layer is set
+    _stream: streaming.StreamPlan | bool | None = None
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -114,7 +118,9 @@ class _RecurrentLayer(nn.Module):
         # load (or build) the kernels and the family's functions now, outside any trace:
         # torch.compile(fullgraph=True) cannot follow the loader's first call (a lock, a build,
         # an import that registers a family's operators), only its cached answer
-        backends.implementation(families.get(mode), self.backend)
+        if (backends.implementation(families.get(mode), self.backend).name == "fused"
+                and self.family.stream is not None):
+            families.load(self.family.stream)  # the step operators' fakes, registered
         self.variants = parse_variants(
             name, self.family, proj_size, layer_norm, zoneout, recurrent_dropout, weight_drop,
             peephole, coupled_gates,
@@ -152,6 +158,24 @@ class _RecurrentLayer(nn.Module):
                     self.register_parameter(param_name, nn.Parameter(torch.empty(shape, **factory)))
                     self._variant_init[param_name] = value
         self.reset_parameters()
+
+    def __setattr__(self, name: str, value) -> None:
+        super().__setattr__(name, value)
+        self.__dict__["_stream"] = None  # train()/eval(), an option, a parameter: plan again
+
+    def __delattr__(self, name: str) -> None:
+        super().__delattr__(name)
+        self.__dict__["_stream"] = None
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state.pop("_stream", None)  # a copy makes its own plan (this one holds a closure)
+        return state
+
+    def _stream_plan(self) -> streaming.StreamPlan | bool:
+        plan = streaming.plan_for(self, _RecurrentLayer) or False
+        self.__dict__["_stream"] = plan
+        return plan
 
     def _suffixes(self) -> tuple[str, ...]:
         return ("", "_reverse") if self.bidirectional else ("",)
@@ -227,7 +251,8 @@ class _RecurrentLayer(nn.Module):
 
     def _like(self) -> Tensor:
         """The tensor inputs and states must match in dtype and device (int8 layers: a scale)."""
-        return self.weight_ih_l0
+        weight = self._parameters.get("weight_ih_l0")  # no nn.Module.__getattr__ call
+        return weight if weight is not None else self.weight_ih_l0
 
     _WEIGHT_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr",
                      "ln_ih_weight", "ln_ih_bias", "ln_hh_weight", "ln_hh_bias",
@@ -249,8 +274,12 @@ class _RecurrentLayer(nn.Module):
 
     def _weights(self, layer: int, suffix: str) -> dict[str, Tensor | None]:
         names = self._weight_names(layer, suffix)
+        # a parameter straight from the dict (nn.Module.__getattr__ is a Python call per lookup);
+        # a buffer or a parametrization's property as an attribute
+        parameters = self._parameters
         try:
-            weights = {kind: None if name is None else getattr(self, name)
+            weights = {kind: None if name is None else
+                       parameters[name] if name in parameters else getattr(self, name)
                        for kind, name in names.items()}
         except AttributeError:  # a weight removed since: look again
             self.__dict__["_weight_name_cache"].clear()
@@ -329,6 +358,16 @@ class _RecurrentLayer(nn.Module):
     # -- the recurrence ---------------------------------------------------------------------
 
     def forward(self, input, hx=None, *, return_internals: bool = False):
+        # a streaming call (one step, no gradient): one operator for the whole stack, when the
+        # layer's plan covers it (rnnkit.streaming); anything else takes the general path
+        stream = self._stream
+        if stream is None and not torch.compiler.is_compiling():
+            stream = self._stream_plan()
+        if (stream and not return_internals and type(input) is Tensor
+                and not torch.is_grad_enabled() and not torch.compiler.is_compiling()):
+            result = stream(self, input, hx)
+            if result is not None:
+                return result
         if not return_internals and (torch.onnx.is_in_onnx_export() or onnx_ops._capturing):
             # one standard ONNX node per stacked layer (or a Scan): see rnnkit.onnx
             if torch.onnx.is_in_onnx_export():

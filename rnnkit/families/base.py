@@ -44,6 +44,10 @@ class Family:
             implementation (see :func:`rnnkit.backends.implementation`).
         reference: ``{"plain": "module:function", "variant": ...}`` in torch ops.
         fused: the same on the C++ operators, or empty when the family has no kernel.
+        stream: ``"module:function"`` making a layer's streaming step on the fused operators
+            (one call of one time step through every layer, :mod:`rnnkit.kernels.stream`):
+            called as ``(num_layers, bidirectional, has_bias, nonlinearity, variants)``, it returns
+            ``step(x, state, weights) -> (output, state)``; None when the family has none.
         recurrent_shape: ``weight_hh``'s shape from (gate rows, H_out): a matrix for most
             families, a vector for the IndRNN's per-unit weights.
         cli: the names the apps' ``--cell`` takes for this family, each with its init (None or
@@ -67,6 +71,7 @@ class Family:
     run: str
     reference: dict[str, str]
     fused: dict[str, str] = field(default_factory=dict)
+    stream: str | None = None
     chrono_write_gate: int | None = None
     projection: bool = False
     nonlinearity: str | None = None

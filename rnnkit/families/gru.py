@@ -42,6 +42,7 @@ GRU_FAMILY = register(Family(
                "variant": "rnnkit.bptt.gru_variants:GRUVariantFunction.apply"},
     fused={"plain": "rnnkit.kernels.gru:gru_sequence",
            "variant": "rnnkit.kernels.gru:gru_variant"},
+    stream="rnnkit.kernels.stream:gru_stepper",
     cli={"gru": None, "gru-chrono": "chrono"},
     onnx=True,
 ))

@@ -48,6 +48,7 @@ LSTM_FAMILY = register(Family(
                "variant": "rnnkit.bptt.lstm_variants:LSTMVariantFunction.apply"},
     fused={"plain": "rnnkit.kernels.lstm:lstm_sequence",
            "variant": "rnnkit.kernels.lstm:lstm_variant"},
+    stream="rnnkit.kernels.stream:lstm_stepper",
     cli={"lstm": None, "lstm-chrono": "chrono"},
     onnx=True,
 ))

@@ -41,6 +41,7 @@ RNN_FAMILY = register(Family(
                "variant": "rnnkit.bptt.rnn_variants:RNNVariantFunction.apply"},
     fused={"plain": "rnnkit.kernels.rnn:rnn_sequence",
            "variant": "rnnkit.kernels.rnn:rnn_variant"},
+    stream="rnnkit.kernels.stream:rnn_stepper",
     cli={"rnn": None},
     title="vanilla RNN",
     onnx=True,
