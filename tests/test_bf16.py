@@ -127,6 +127,31 @@ def test_bf16_matmul_equals_the_emulated_product():
 
 @needs_bf16
 @pytest.mark.fused
+@pytest.mark.parametrize("hidden", [256, 200])
+def test_bf16_matmul_on_the_whole_sequence_gemms_of_a_layer_norm_lstm(hidden):
+    """The GEMMs a layer-norm LSTM (input 64, T*N = 800 rows) runs on the whole sequence, in
+    the layouts it hands them over: the input projection x @ W_ih^T (W_ih read transposed), dx =
+    dG @ W_ih, dW_ih = dG^T @ x and dW_hh = dG^T @ h (dG^T a row-major copy, h a [T*N, H]
+    view). Hidden 200: 4H = 800 columns, 12.5 of the 64-wide column tiles, and K = 200 in the
+    last. Each output within float32's k 2^-24 sum |a b| of the product of the rounded
+    operands (the test above), on more row and column tiles than its shapes reach."""
+    generator = torch.Generator().manual_seed(1)
+    rows, features, gates = 800, 64, 4 * hidden
+    x = torch.randn(rows, features, generator=generator)
+    h = torch.rand(rows, hidden, generator=generator) - 0.5
+    w_ih = (torch.rand(gates, features, generator=generator) - 0.5) / hidden**0.5
+    grad = torch.randn(rows, gates, generator=generator) * 1e-3
+    cases = [(x, w_ih.t()), (grad, w_ih), (grad.t().contiguous(), x),
+             (grad.t().contiguous(), h)]
+    for a, b in cases:
+        out = ops.kernels.bf16_matmul(a, b)
+        left, right = a.to(torch.bfloat16).double(), b.to(torch.bfloat16).double()
+        scale = left.abs() @ right.abs()
+        assert ((out.double() - left @ right).abs() <= a.shape[1] * 2.0**-24 * scale).all()
+
+
+@needs_bf16
+@pytest.mark.fused
 @pytest.mark.parametrize("family", FAMILIES)
 def test_forward_under_autocast_equals_the_emulated_reference(family):
     module = layer(family)
