@@ -127,6 +127,31 @@ def test_bf16_matmul_equals_the_emulated_product():
 
 @needs_bf16
 @pytest.mark.fused
+@pytest.mark.parametrize("hidden", [256, 200])
+def test_bf16_matmul_on_the_whole_sequence_gemms_of_a_layer_norm_lstm(hidden):
+    """The GEMMs a layer-norm LSTM (input 64, T*N = 800 rows) runs on the whole sequence, in
+    the layouts it hands them over: the input projection x @ W_ih^T (W_ih read transposed), dx =
+    dG @ W_ih, dW_ih = dG^T @ x and dW_hh = dG^T @ h (dG^T a row-major copy, h a [T*N, H]
+    view). Hidden 200: 4H = 800 columns, 12.5 of the 64-wide column tiles, and K = 200 in the
+    last. Each output within float32's k 2^-24 sum |a b| of the product of the rounded
+    operands (the test above), on more row and column tiles than its shapes reach."""
+    generator = torch.Generator().manual_seed(1)
+    rows, features, gates = 800, 64, 4 * hidden
+    x = torch.randn(rows, features, generator=generator)
+    h = torch.rand(rows, hidden, generator=generator) - 0.5
+    w_ih = (torch.rand(gates, features, generator=generator) - 0.5) / hidden**0.5
+    grad = torch.randn(rows, gates, generator=generator) * 1e-3
+    cases = [(x, w_ih.t()), (grad, w_ih), (grad.t().contiguous(), x),
+             (grad.t().contiguous(), h)]
+    for a, b in cases:
+        out = ops.kernels.bf16_matmul(a, b)
+        left, right = a.to(torch.bfloat16).double(), b.to(torch.bfloat16).double()
+        scale = left.abs() @ right.abs()
+        assert ((out.double() - left @ right).abs() <= a.shape[1] * 2.0**-24 * scale).all()
+
+
+@needs_bf16
+@pytest.mark.fused
 @pytest.mark.parametrize("family", FAMILIES)
 def test_forward_under_autocast_equals_the_emulated_reference(family):
     module = layer(family)
@@ -328,22 +353,206 @@ def test_the_kernel_is_off_unless_asked_for(monkeypatch):
     assert not available and why.startswith("off unless RNNKIT_BF16=1")
 
 
+def bf16_exact(module):
+    """``module`` with its GEMM weights (W_ih, W_hh) rounded to bf16 values, in place."""
+    with torch.no_grad():
+        for name, parameter in module.named_parameters():
+            if name.startswith("weight_"):
+                parameter.copy_(parameter.to(torch.bfloat16).float())
+    return module
+
+
+def layer_norm_lstm_case():
+    """The README language model's layer: LSTM(64, 256), layer norm, T 100, batch 8."""
+    torch.manual_seed(0)
+    module = rnnkit.LSTM(64, 256, layer_norm=True, backend="fused").eval()
+    return module, torch.randn(100, 8, 64)
+
+
 @pytest.mark.fused
-@pytest.mark.parametrize("asked", [False, pytest.param(True, marks=pytest.mark.xfail(
-    strict=True, reason="issue 15: the bf16 kernel's layer-norm LSTM is wrong at hidden 256"))])
-def test_a_layer_norm_lstm_under_autocast_stays_near_float32(asked, monkeypatch):
-    """By default autocast runs the float32 kernels and returns bf16; with the kernel asked for
-    the layer-norm LSTM of the README's language model drifts by more than 1 (measured 1.27)."""
+@pytest.mark.parametrize("asked", [False, True])
+def test_a_layer_norm_lstm_under_autocast_is_as_near_float32_as_bf16_rounding_allows(
+        asked, monkeypatch):
+    """Issue 15 reported the kernel's layer-norm LSTM 1.27 away from float32 (T 100, hidden
+    256) and held it in a strict xfail asking for 5e-2. That bound is out of reach of any bf16
+    computation of this layer: the layer-norm LSTM at its initialisation amplifies a
+    perturbation ~400x over 100 steps (LN_hh scales W_hh h_{t-1} to unit variance whatever
+    |h|, an effective recurrent gain > 1), so the float32 kernels alone, run on the weights and
+    input rounded once to bf16 (a 2^-9 relative change, and no bf16 arithmetic at all), land
+    0.86 away (the plain LSTM: 1.1e-3). The kernel must come as near as that, not nearer: its
+    distance ``kernel`` to float32 against that of the rounded float32 run ``rounded``
+    (measured 0.90 and 0.86). Every one of its steps equals the emulated step (next test).
+
+    By default (RNNKIT_BF16 unset) autocast runs the float32 kernels and only the result is
+    rounded to bf16: within 2^-9 of |h| <= 1 of float32."""
     if not asked:
         monkeypatch.delenv(precision.BF16_VARIABLE)
     elif not precision.kernel_available()[0]:
         pytest.skip("the bf16 kernel cannot run here")
-    torch.manual_seed(0)
-    module = rnnkit.LSTM(64, 256, layer_norm=True, backend="fused").eval()
-    x = torch.randn(100, 8, 64)
+    module, x = layer_norm_lstm_case()
     with torch.no_grad():
         expected, _ = module(x)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            output, _ = module(x)
+            output, _, internals = module(x, return_internals=True)
     assert output.dtype == torch.bfloat16
-    assert (output.float() - expected).abs().max() < 5e-2
+    if not asked:
+        assert (output.float() - expected).abs().max() <= 2.0**-9
+        return
+    kernel = (internals.last.hidden - expected).abs().max()
+    with torch.no_grad():
+        rounded = (bf16_exact(module)(x.to(torch.bfloat16).float())[0] - expected).abs().max()
+    assert rounded > 0.3  # the layer's own sensitivity (measured 0.86)
+    assert kernel < 2 * rounded
+
+
+@needs_bf16
+@pytest.mark.fused
+def test_every_step_of_the_layer_norm_lstm_equals_the_emulated_step():
+    """The same layer and input, each step recomputed in float64 from the kernel's own float32
+    h_{t-1} and c_{t-1} (so h_{t-1} rounds to the same bf16 values): the step's GEMMs on the
+    bf16-rounded x, h_{t-1}, W_ih and W_hh, then LN_ih, LN_hh, the gates, LN_cell. What is
+    left is float32's: sums of K <= 256 products (K 2^-24 of sum |a b| at most), scaled by the
+    layer norms' 1/std (~5-10), and ~1 ulp gate math: measured 8e-7 on h and c at every step
+    of the 100; the bound is 1e-5. A wrong panel, stride or stale weight in the kernel's GEMMs
+    moves the pre-activations by whole percent (far above 1e-5) at the first step it touches."""
+    from rnnkit.bptt.layer_norm import EPS
+
+    module, x = layer_norm_lstm_case()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        _, _, internals = module(x, return_internals=True)
+    hiddens, cells = internals.last.hidden.double(), internals.last.cell.double()
+    p = {name[:-3]: value.detach().double() for name, value in module.named_parameters()}
+
+    def norm(z, gain, shift):
+        centered = z - z.mean(-1, keepdim=True)
+        return centered * ((centered**2).mean(-1, keepdim=True) + EPS).rsqrt() * gain + shift
+
+    def q(tensor):
+        return tensor.to(torch.bfloat16).double()
+
+    from_input = norm(q(x) @ q(p["weight_ih"]).T, p["ln_ih_weight"], p["ln_ih_bias"])
+    from_input = from_input + p["bias_ih"] + p["bias_hh"]
+    h, c = torch.zeros_like(hiddens[0]), torch.zeros_like(cells[0])
+    for t in range(x.shape[0]):
+        from_hidden = norm(q(h.float()) @ q(p["weight_hh"]).T, p["ln_hh_weight"],
+                           p["ln_hh_bias"])
+        i, f, g, o = (from_input[t] + from_hidden).chunk(4, 1)
+        c_step = f.sigmoid() * c + i.sigmoid() * g.tanh()
+        h_step = o.sigmoid() * norm(c_step, p["ln_cell_weight"], p["ln_cell_bias"]).tanh()
+        assert (h_step - hiddens[t]).abs().max() < 1e-5, t
+        assert (c_step - cells[t]).abs().max() < 1e-5, t
+        h, c = hiddens[t], cells[t]  # the kernel's own state into the next step
+
+
+# every variant rnnkit.variants offers, alone and (LSTM) all at once; dropout probabilities 0.5
+# so that their 1/(1 - p) scaling of W_hh or h is exact in bf16 (the one-step test below)
+VARIANT_MATRIX = [
+    ("LSTM", {}),
+    ("LSTM", {"layer_norm": True}),
+    ("LSTM", {"peephole": True}),
+    ("LSTM", {"coupled_gates": True}),
+    ("LSTM", {"zoneout": (0.2, 0.1)}),
+    ("LSTM", {"recurrent_dropout": 0.5}),
+    ("LSTM", {"weight_drop": 0.5}),
+    ("LSTM", {"layer_norm": True, "peephole": True, "coupled_gates": True, "zoneout": 0.2,
+              "recurrent_dropout": 0.5}),
+    ("GRU", {}),
+    ("GRU", {"layer_norm": True}),
+    ("GRU", {"zoneout": 0.2}),
+    ("GRU", {"recurrent_dropout": 0.5}),
+    ("GRU", {"weight_drop": 0.5}),
+    ("GRU", {"layer_norm": True, "zoneout": 0.2, "recurrent_dropout": 0.5}),
+    ("RNN", {}),
+    ("RNN", {"zoneout": 0.2}),
+    ("RNN", {"recurrent_dropout": 0.5}),
+    ("RNN", {"weight_drop": 0.5}),
+]
+MATRIX_IDS = [family + "-" + ("+".join(options) or "plain") for family, options in VARIANT_MATRIX]
+
+
+def variant_run(family, hidden, options, *, steps, bf16, exact=False, state=False):
+    """One forward+backward of a fresh layer in training mode (the dropout and zoneout masks
+    drawn from one seed, the same in every run): every h_t as the kernels computed it (float32,
+    before autocast's result cast), and the gradients of x and of every parameter. ``exact``:
+    the weights, the input (and the initial state) rounded to bf16 values first. ``state``:
+    a random initial state (else zeros)."""
+    torch.manual_seed(3)
+    module = getattr(rnnkit, family)(I, hidden, backend="fused", **options)
+    if exact:
+        bf16_exact(module)
+    generator = torch.Generator().manual_seed(7)
+    q = (lambda t: t.to(torch.bfloat16).float()) if exact else (lambda t: t)
+    x = q(torch.randn(steps, N, I, generator=generator)).requires_grad_(True)
+    weight = torch.randn(steps, N, hidden, generator=generator).to(torch.bfloat16).float()
+    hx = None
+    if state:
+        states = [q(0.5 * torch.randn(1, N, hidden, generator=generator)) for _ in range(2)]
+        hx = tuple(states) if family == "LSTM" else states[0]
+    torch.manual_seed(11)  # the masks
+    before = precision.bf16_matmul_calls()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        output, _, internals = module(x, hx, return_internals=True)
+    forward_calls = precision.bf16_matmul_calls() - before
+    before = precision.bf16_matmul_calls()
+    (output.float() * weight).sum().backward()  # weight is bf16-exact: the same gradient in
+    backward_calls = precision.bf16_matmul_calls() - before
+    assert (forward_calls > 0 and backward_calls > 0) == bf16  # the kernel ran, or did not
+    grads = {name: p.grad for name, p in module.named_parameters() if p.grad is not None}
+    grads["x"] = x.grad
+    return internals.last.hidden.detach(), grads
+
+
+def relative(got, want):
+    return ((got - want).norm() / want.norm()).item()
+
+
+@needs_bf16
+@pytest.mark.fused
+@pytest.mark.parametrize("hidden", [256, 200])  # 200: 4H = 800 is no multiple of 64 columns
+@pytest.mark.parametrize("family,options", VARIANT_MATRIX, ids=MATRIX_IDS)
+def test_the_variant_matrix_under_autocast_is_as_near_float32_as_bf16_rounding_allows(
+        family, options, hidden):
+    """bf16 against float32 for every variant, forward (every h_t) and backward (x and every
+    parameter's gradient), T 5. The tolerance is the rounding's own effect, measured per case:
+    ``rounded``, the distance to float32 of the float32 kernels run on the weights and input
+    rounded once to bf16 (2^-9 relative per operand, which is what the kernel does to them).
+    The kernel also rounds h_{t-1} at every step and, in the backward, dL/d(gates): errors of the
+    same kind and size, so its distance must be of that order: measured 0.9-1.6x ``rounded``
+    over this matrix (forward 4e-4 to 2.5e-3 for the plain and dropout/zoneout/peephole cases,
+    up to 2.3e-2 with layer norm, which amplifies; gradients 2e-3 to 1.6e-2 of their norm). The
+    test asks for less than 3x, and more than 0.25x (else the bf16 GEMMs did not round). A GEMM
+    that reads a wrong panel, stride or stale weight is off by O(1) relative."""
+    h32, g32 = variant_run(family, hidden, options, steps=5, bf16=False)
+    h16, g16 = variant_run(family, hidden, options, steps=5, bf16=True)
+    h_r, g_r = variant_run(family, hidden, options, steps=5, bf16=False, exact=True)
+    kernel, rounded = (h16 - h32).abs().max().item(), (h_r - h32).abs().max().item()
+    assert 0.25 * rounded < kernel < 3 * rounded, (kernel, rounded)
+    # the gradients: as a whole (each one's share of the rounding varies, a parameter whose
+    # gradient is small relative to what feeds it, e.g. a coupled LSTM's unused input-gate
+    # rows, carries little), and each one within 3x the largest rounded effect
+    kernel_all = max(relative(g16[name], g32[name]) for name in g32)
+    rounded_all = max(relative(g_r[name], g32[name]) for name in g32)
+    assert 0.25 * rounded_all < kernel_all < 3 * rounded_all, (kernel_all, rounded_all)
+
+
+@needs_bf16
+@pytest.mark.fused
+@pytest.mark.parametrize("hidden", [256, 200])
+@pytest.mark.parametrize("family,options", VARIANT_MATRIX, ids=MATRIX_IDS)
+def test_one_step_of_every_variant_on_bf16_exact_operands_equals_float32(
+        family, options, hidden):
+    """A tight oracle that needs no emulation of the variants: one step (T 1) from a random
+    state, with the weights, x and h_0 (and c_0) already bf16 values. Then the kernel's
+    rounding of its GEMM operands changes nothing (dropout's 1/(1 - p) = 2 keeps W_hh and h
+    exact), so its products are exact and its sums float32, as the float32 kernels': the two
+    forwards differ by float32 summation order, K <= 256 terms (K 2^-24 of sum |a b|),
+    scaled up to ~10x by a layer norm: measured <= 5e-7; the bound is 1e-5. The backward also
+    rounds dL/d(gates) (2^-9 relative each) before its GEMMs: each gradient within 1e-2 of its
+    norm (measured <= 3e-3). Every GEMM of the layer (input projection, recurrent, dx,
+    dL/dh_0, dW_ih, dW_hh) is in the step."""
+    h32, g32 = variant_run(family, hidden, options, steps=1, bf16=False, exact=True, state=True)
+    h16, g16 = variant_run(family, hidden, options, steps=1, bf16=True, exact=True, state=True)
+    assert (h16 - h32).abs().max() < 1e-5
+    for name in g32:
+        if g32[name].norm() > 0:
+            assert relative(g16[name], g32[name]) < 1e-2, name
