@@ -33,6 +33,8 @@ HELP = {
     "eval_every": "steps between evaluations (0: once per epoch)",
     "eval_batch_size": "{unit} per evaluation batch (0: the batch size)",
     "patience": "early stopping after N evaluations without improvement (0: off)",
+    "ema": "evaluate and save an exponential moving average of the weights with this decay "
+           "(e.g. 0.999; 0: off, the weights as trained)",
     "log_every": "steps between metrics.jsonl lines",
     "seed": "random seed",
     "threads": "torch threads (0: torch's choice; several processes: cores / processes)",

@@ -121,6 +121,7 @@ class TrainConfig:
     eval_every: int = 0  # steps between evaluations; 0: once per epoch
     eval_batch_size: int = 0  # 0: the training batch size
     patience: int = 0  # early stopping after this many evaluations without improvement; 0 off
+    ema: float = 0.0  # decay of an exponential moving average of the weights; 0 off
     log_every: int = 10
     seed: int = 1234
     threads: int = 0  # torch intra-op threads; 0 leaves torch's choice (ranks: cores / ranks)
@@ -154,6 +155,9 @@ class TrainConfig:
             raise UserError(
                 f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
             )
+        if not isinstance(self.ema, int | float) or not 0.0 <= self.ema < 1.0:
+            raise UserError(f"--ema must be a decay in [0, 1) (e.g. 0.999; 0 turns it off), got "
+                            f"{self.ema!r}")
         if not 0.0 < self.plateau_factor <= 1.0:
             raise UserError(f"--plateau-factor must be in (0, 1], got {self.plateau_factor}")
         if self.schedule == "cosine" and self.min_lr > self.lr:

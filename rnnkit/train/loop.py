@@ -21,6 +21,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Protocol
@@ -30,6 +31,7 @@ from tqdm import tqdm
 
 from rnnkit.errors import TrainingDiverged, UserError
 from rnnkit.train import distributed
+from rnnkit.train.average import WeightAverage
 from rnnkit.train.checkpoint import Checkpoint, save_checkpoint
 from rnnkit.train.config import TrainConfig
 from rnnkit.train.metrics import MetricsLog
@@ -145,6 +147,8 @@ class TrainingLoop:
             torch.manual_seed(distributed.rank_seed(train.seed, self.dist.rank))
         self.optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad],
                                          train)
+        # --ema: evaluation and checkpoints see the average, the optimizer the live weights
+        self.average = WeightAverage(model, train.ema) if train.ema else None
         self.batches_per_epoch = task.batch_count()
         if self.batches_per_epoch < 1:
             raise UserError("the training data gives no batch: add data or lower --batch-size")
@@ -174,13 +178,23 @@ class TrainingLoop:
         state.update(optimizer=self.optimizer.state_dict(), schedule=self.schedule.state_dict(),
                      data_hash=self.task.data_hash(), **self.task.state_dict(self.dist),
                      **distributed.rng_states(self.dist))
+        if self.average is not None:
+            state["ema"] = self.average.state_dict()
         return state
+
+    def _evaluated_weights(self):
+        """The block in which the model holds what is evaluated and saved: with --ema the
+        average, else the weights as trained."""
+        return self.average.swapped() if self.average is not None else nullcontext()
 
     def save(self, tags: tuple[str, ...]) -> None:
         trainer_state = self.trainer_state()
         if not self.dist.is_main:
             return
-        save_checkpoint(self.run_dir, self.model.state_dict(), self.task.checkpoint_config(),
+        with self._evaluated_weights():
+            tensors = {name: tensor.clone() if self.average is not None else tensor
+                       for name, tensor in self.model.state_dict().items()}
+        save_checkpoint(self.run_dir, tensors, self.task.checkpoint_config(),
                         trainer_state, step=self.progress.step, tags=tags)
 
     def resume(self, checkpoint: Checkpoint) -> None:
@@ -195,6 +209,13 @@ class TrainingLoop:
             raise UserError(f"{self.task.data_name} changed since this run started (its "
                             f"content hash differs); exact resume needs the same data")
         self.model.load_state_dict(checkpoint.tensors)
+        if self.average is not None:  # the checkpoint's weights are the average
+            self.average.load_state_dict(state.get("ema"))
+        elif "ema" in state:  # (resumed without --ema: on from the live weights)
+            with torch.no_grad():
+                for name, parameter in self.model.named_parameters():
+                    if name in state["ema"]["live"]:
+                        parameter.copy_(state["ema"]["live"][name])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         distributed.restore_rng(state, self.dist, self.train.seed)
@@ -254,6 +275,8 @@ class TrainingLoop:
             if not math.isfinite(value):
                 raise self._diverged(value)
             self._update(loss)
+        if self.average is not None:
+            self.average.update()
         self.task.stepped()
         progress.step += 1
         progress.batch_index += 1
@@ -266,7 +289,7 @@ class TrainingLoop:
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), self._evaluated_weights():
                 metrics = dict(self.task.validate(self.model, self.dist))
         finally:
             self.model.train(was_training)
