@@ -34,6 +34,7 @@ from rnnkit.train import resume
 from rnnkit.train.checkpoint import config_of_kind, load_checkpoint, rebuilding
 from rnnkit.train.config import (
     CLASSIFIER_DEFAULT_EPOCHS,
+    CLASSIFIER_TRAINING,
     AppConfig,
     TrainConfig,
     apply_default_budget,
@@ -75,7 +76,7 @@ class TextDataConfig:
 class ClassifyConfig(AppConfig):
     data: TextDataConfig = field(default_factory=TextDataConfig)
     model: ClassifierConfig = field(default_factory=ClassifierConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(**CLASSIFIER_TRAINING))
     out: str = ""
 
 
