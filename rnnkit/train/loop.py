@@ -211,11 +211,6 @@ class TrainingLoop:
         self.model.load_state_dict(checkpoint.tensors)
         if self.average is not None:  # the checkpoint's weights are the average
             self.average.load_state_dict(state.get("ema"))
-        elif "ema" in state:  # (resumed without --ema: on from the live weights)
-            with torch.no_grad():
-                for name, parameter in self.model.named_parameters():
-                    if name in state["ema"]["live"]:
-                        parameter.copy_(state["ema"]["live"][name])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         distributed.restore_rng(state, self.dist, self.train.seed)
