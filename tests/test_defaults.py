@@ -80,3 +80,22 @@ def test_forecast_train_decays_along_a_cosine_over_60_epochs_by_default():
     train = ForecastConfig().train
     assert (train.schedule, train.min_lr, train.lr, FORECASTER_DEFAULT_EPOCHS) == (
         "cosine", 1e-5, 2e-3, 60.0)
+
+
+def test_classify_train_saves_a_moving_average_of_the_weights_by_default(tmp_path, capsys):
+    """--ema 0.999, chosen on NSMC's validation split (classify_nsmc_screen600_ema.json): a run
+    given no settings saves it, and a run saved before it existed keeps its plain weights."""
+    import json
+
+    from rnnkit.classify.run import ClassifyConfig
+    from tests.helpers import run_cli
+    from tests.test_classify_cli import write_reviews
+
+    data = write_reviews(tmp_path / "train.tsv", 60, seed=1)
+    status, _, err = run_cli(["classify", "train", data, "--max-steps", "2", "--out",
+                              tmp_path / "run", "--no-progress"], capsys)
+    assert status == 0, err
+    saved = json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))
+    assert saved["train"]["ema"] == 0.999
+    del saved["train"]["ema"]
+    assert ClassifyConfig.from_dict(saved).train.ema == 0.0
