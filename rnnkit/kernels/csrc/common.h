@@ -215,20 +215,22 @@ inline bool few_rows(int64_t m, int64_t weight_elements) {
   return m <= kMaxFewRows && weight_elements >= kFewRowsMinElements;
 }
 
-inline void few_rows_times_transposed(int64_t m, int64_t n, int64_t k, const float* a,
-                                      int64_t lda, const float* b, int64_t ldb, bool add,
-                                      float* c, int64_t ldc, bool parallel) {
+// (float for the GEMMs below; the streaming step also takes it in double)
+template <typename scalar_t>
+inline void few_rows_times_transposed(int64_t m, int64_t n, int64_t k, const scalar_t* a,
+                                      int64_t lda, const scalar_t* b, int64_t ldb, bool add,
+                                      scalar_t* c, int64_t ldc, bool parallel) {
   auto columns = [&](int64_t first, int64_t last) {
     int64_t col = first;
     for (; col + 4 <= last; col += 4) {  // the four rows of B stay in L1 across A's rows
-      const float* __restrict__ b0 = b + col * ldb;
-      const float* __restrict__ b1 = b0 + ldb;
-      const float* __restrict__ b2 = b1 + ldb;
-      const float* __restrict__ b3 = b2 + ldb;
+      const scalar_t* __restrict__ b0 = b + col * ldb;
+      const scalar_t* __restrict__ b1 = b0 + ldb;
+      const scalar_t* __restrict__ b2 = b1 + ldb;
+      const scalar_t* __restrict__ b3 = b2 + ldb;
       for (int64_t row = 0; row < m; ++row) {
-        const float* __restrict__ x = a + row * lda;
-        float* __restrict__ out = c + row * ldc + col;
-        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        const scalar_t* __restrict__ x = a + row * lda;
+        scalar_t* __restrict__ out = c + row * ldc + col;
+        scalar_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
         _Pragma("omp simd reduction(+ : s0, s1, s2, s3)")
         for (int64_t i = 0; i < k; ++i) {
           s0 += x[i] * b0[i];
@@ -243,13 +245,13 @@ inline void few_rows_times_transposed(int64_t m, int64_t n, int64_t k, const flo
       }
     }
     for (; col < last; ++col) {
-      const float* __restrict__ b0 = b + col * ldb;
+      const scalar_t* __restrict__ b0 = b + col * ldb;
       for (int64_t row = 0; row < m; ++row) {
-        const float* __restrict__ x = a + row * lda;
-        float s0 = 0;
+        const scalar_t* __restrict__ x = a + row * lda;
+        scalar_t s0 = 0;
         _Pragma("omp simd reduction(+ : s0)")
         for (int64_t i = 0; i < k; ++i) s0 += x[i] * b0[i];
-        float& out = c[row * ldc + col];
+        scalar_t& out = c[row * ldc + col];
         out = add ? out + s0 : s0;
       }
     }

@@ -48,43 +48,12 @@ enum class StepCell { kLSTM, kGRU, kRNNTanh, kRNNRelu };
 constexpr int64_t kDotMaxRows = 4;  // batch rows taken as dot products; more: a GEMM
 
 // out[n * ldo + r] = dot(w[r * k : (r + 1) * k], v[n * ldv : n * ldv + k]) for r < rows,
-// n < vectors: four weight rows at a time, read once for all the vectors
+// n < vectors: four weight rows at a time, read once for all the vectors (common.h's
+// few_rows_times_transposed, on one core: the caller splits the units)
 template <typename scalar_t>
 void dot_rows(const scalar_t* w, int64_t rows, int64_t k, const scalar_t* v, int64_t ldv,
               int64_t vectors, scalar_t* out, int64_t ldo) {
-  int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) {
-    const scalar_t* __restrict__ w0 = w + r * k;
-    const scalar_t* __restrict__ w1 = w0 + k;
-    const scalar_t* __restrict__ w2 = w1 + k;
-    const scalar_t* __restrict__ w3 = w2 + k;
-    for (int64_t n = 0; n < vectors; ++n) {
-      const scalar_t* __restrict__ a = v + n * ldv;
-      scalar_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      _Pragma("omp simd reduction(+ : s0, s1, s2, s3)")
-      for (int64_t i = 0; i < k; ++i) {
-        s0 += a[i] * w0[i];
-        s1 += a[i] * w1[i];
-        s2 += a[i] * w2[i];
-        s3 += a[i] * w3[i];
-      }
-      scalar_t* o = out + n * ldo + r;
-      o[0] = s0;
-      o[1] = s1;
-      o[2] = s2;
-      o[3] = s3;
-    }
-  }
-  for (; r < rows; ++r) {
-    const scalar_t* __restrict__ w0 = w + r * k;
-    for (int64_t n = 0; n < vectors; ++n) {
-      const scalar_t* __restrict__ a = v + n * ldv;
-      scalar_t s0 = 0;
-      _Pragma("omp simd reduction(+ : s0)")
-      for (int64_t i = 0; i < k; ++i) s0 += a[i] * w0[i];
-      out[n * ldo + r] = s0;
-    }
-  }
+  few_rows_times_transposed(vectors, rows, k, v, ldv, w, k, false, out, ldo, false);
 }
 
 // 64-byte aligned pieces of one scratch allocation
