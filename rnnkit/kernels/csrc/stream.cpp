@@ -200,32 +200,26 @@ class StackStep {
     const scalar_t keep_h = scalar_t(variants_.zoneout_h), keep_c = scalar_t(variants_.zoneout_c);
     const scalar_t* __restrict__ bi = w.bias_ih;
     const scalar_t* __restrict__ bh = w.bias_hh;
-    if (cell_ == StepCell::kGRU) {
+    if (cell_ != StepCell::kLSTM) {  // the GRU's and the RNN's h_t, then zoneout
+      const bool gru = cell_ == StepCell::kGRU, relu = cell_ == StepCell::kRNNRelu;
       for_each_segment(batch_, hidden, [&](int64_t n, int64_t begin, int64_t end) {
         const scalar_t* __restrict__ gi = pre_ih + n * width;
         const scalar_t* __restrict__ gh = pre_hh + n * width;
         const scalar_t* __restrict__ h_old = h_old_all + n * hidden;
         scalar_t* __restrict__ h = h_all + n * hidden;
-        RNNKIT_SIMD
-        for (int64_t j = begin; j < end; ++j) {
-          const scalar_t r = sigmoid((gi[j] + bi[j]) + (gh[j] + bh[j]));
-          const scalar_t z =
-              sigmoid((gi[hidden + j] + bi[hidden + j]) + (gh[hidden + j] + bh[hidden + j]));
-          const scalar_t hn = gh[2 * hidden + j] + bh[2 * hidden + j];
-          const scalar_t candidate = tanh_((gi[2 * hidden + j] + bi[2 * hidden + j]) + r * hn);
-          const scalar_t next = candidate + z * (h_old[j] - candidate);
-          h[j] = keep_h * h_old[j] + (scalar_t(1) - keep_h) * next;
+        if (gru) {
+          RNNKIT_SIMD
+          for (int64_t j = begin; j < end; ++j) {
+            const scalar_t r = sigmoid((gi[j] + bi[j]) + (gh[j] + bh[j]));
+            const scalar_t z =
+                sigmoid((gi[hidden + j] + bi[hidden + j]) + (gh[hidden + j] + bh[hidden + j]));
+            const scalar_t hn = gh[2 * hidden + j] + bh[2 * hidden + j];
+            const scalar_t candidate = tanh_((gi[2 * hidden + j] + bi[2 * hidden + j]) + r * hn);
+            const scalar_t next = candidate + z * (h_old[j] - candidate);
+            h[j] = keep_h * h_old[j] + (scalar_t(1) - keep_h) * next;
+          }
+          return;
         }
-      });
-      return;
-    }
-    if (cell_ != StepCell::kLSTM) {
-      const bool relu = cell_ == StepCell::kRNNRelu;
-      for_each_segment(batch_, hidden, [&](int64_t n, int64_t begin, int64_t end) {
-        const scalar_t* __restrict__ gi = pre_ih + n * width;
-        const scalar_t* __restrict__ gh = pre_hh + n * width;
-        const scalar_t* __restrict__ h_old = h_old_all + n * hidden;
-        scalar_t* __restrict__ h = h_all + n * hidden;
         RNNKIT_SIMD
         for (int64_t j = begin; j < end; ++j) {
           const scalar_t pre = (gi[j] + gh[j]) + (bi[j] + bh[j]);
