@@ -115,23 +115,6 @@ def streamable_step(layer) -> bool:
                 or variants.weight_drop or (layer.dropout and layer.num_layers > 1))
 
 
-def weight_kinds(layer) -> list[str]:
-    """The kinds of parameter of one layer and direction, in the step operators' order."""
-    kinds = ["weight_ih", "weight_hh"]
-    if layer.bias:
-        kinds += ["bias_ih", "bias_hh"]
-    if layer.proj_size:
-        kinds.append("weight_hr")
-    variants = layer.variants
-    if variants.layer_norm:
-        kinds += ["ln_ih_weight", "ln_ih_bias", "ln_hh_weight", "ln_hh_bias"]
-        if layer.family.has_cell:
-            kinds += ["ln_cell_weight", "ln_cell_bias"]
-    if variants.peephole:
-        kinds.append("peephole_weight")
-    return kinds
-
-
 def plan_for(layer, base: type) -> StreamPlan | None:
     """``layer``'s plan, or None when it has no streaming fast path (see the module doc);
     ``base`` is the layers' shared class, whose weights and direction runs the plan stands for."""
@@ -142,8 +125,10 @@ def plan_for(layer, base: type) -> StreamPlan | None:
         return None
     if backends.implementation(family, layer.backend).name != "fused":
         return None
-    names = [f"{kind_name}_l{index}{suffix}" for index in range(layer.num_layers)
-             for suffix in layer._suffixes() for kind_name in weight_kinds(layer)]
+    # every weight of each layer and direction, in the order the step operators take them
+    # (the layers' _WEIGHT_KINDS: W_ih, W_hh, biases, W_hr, layer norm, peepholes)
+    names = [name for index in range(layer.num_layers) for suffix in layer._suffixes()
+             for name in layer._weight_names(index, suffix).values() if name is not None]
     if any(layer._parameters.get(name) is None for name in names):
         return None  # one removed, or moved (a parametrization): the general path reads it
     step = families.load(family.stream)(layer.num_layers, layer.bidirectional, layer.bias,

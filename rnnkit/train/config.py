@@ -265,8 +265,8 @@ def _offers(cell: str, option: str) -> bool:
     """Whether the family called ``cell`` takes the variant ``option``."""
     from rnnkit import families
 
-    return any(family.name.lower() == cell.lower() and option in family.options
-               for family in families.families())
+    found = families.cli_cells().get(cell)  # {--cell name: (family, init)}
+    return found is not None and option in found[0].options
 
 
 # what each annotation of the dataclasses above (strings: postponed annotations) accepts
