@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from rnnkit import __version__
@@ -101,5 +102,25 @@ def _leave_process_group() -> None:
         sys.modules["rnnkit.train.distributed"].shutdown()
 
 
+def run() -> None:
+    """The ``rnnkit`` program: :func:`main`, then exit with its status.
+
+    A process that joined a group of ranks ends without the interpreter's teardown
+    (``os._exit``, after flushing its streams and logs; every file rnnkit writes is closed
+    by then). In about one run in thirty, a rank that had finished its work and left the
+    group aborted during that teardown inside torch's gloo backend ("terminate called
+    without an active exception", SIGABRT with no Python frame left), and the launcher then
+    reported a finished run as failed.
+    """
+    status = main()
+    distributed = sys.modules.get("rnnkit.train.distributed")
+    if distributed is not None and distributed.joined_a_group():
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(status)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -315,3 +315,27 @@ def test_nproc_under_torchrun_is_refused(monkeypatch, capsys):
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "outer")  # what torchrun gives its workers
     status, _, err = run_cli(["train", "c.txt", "--nproc", "2"], capsys)
     assert status == 2 and err.startswith("rnnkit: error: --nproc starts its own launcher")
+
+
+@pytest.mark.parametrize("joined", [True, False])
+def test_a_rank_ends_without_the_interpreter_teardown(monkeypatch, capsys, joined):
+    """A process that joined a group exits through os._exit with main's status after its
+    output is flushed (gloo's teardown at interpreter exit aborted about one finished rank
+    in thirty); a single process exits as any program does."""
+    import rnnkit.cli as cli
+    import rnnkit.train.distributed as distributed
+
+    class Exited(Exception):
+        pass
+
+    def fake_exit(status):
+        raise Exited(status)
+
+    monkeypatch.setattr(distributed, "_joined", joined)
+    monkeypatch.setattr(cli, "main", lambda: print("Stopped at step 40") or 3)
+    monkeypatch.setattr(cli.os, "_exit", fake_exit)
+    expected = Exited if joined else SystemExit
+    with pytest.raises(expected) as ended:
+        cli.run()
+    assert ended.value.args[0] == 3
+    assert capsys.readouterr().out == "Stopped at step 40\n"

@@ -233,6 +233,7 @@ def restore_rng(state: dict, dist: Context, seed: int) -> None:
 
 SINGLE = Context()
 _current: Context | None = None
+_joined = False  # set once this process joins a group of ranks (see joined_a_group)
 
 
 def current() -> Context:
@@ -247,7 +248,7 @@ def init(threads: int = 0, timeout: float = DEFAULT_TIMEOUT) -> Context:
     exactly as before. A rank sets ``threads`` or, by default, the cores divided by the
     ranks on this machine (torchrun itself sets ``OMP_NUM_THREADS=1``).
     """
-    global _current
+    global _current, _joined
     world_size = _env_int("WORLD_SIZE", 1)
     if world_size <= 1:
         if threads:
@@ -275,12 +276,18 @@ def init(threads: int = 0, timeout: float = DEFAULT_TIMEOUT) -> Context:
                                     world_size=world_size, timeout=wait)
         else:
             dist.init_process_group("gloo", timeout=wait)
+    _joined = True
     _current = Context(rank=dist.get_rank(), world_size=dist.get_world_size(),
                        local_world_size=local_world_size, timeout=timeout)
     if not _current.is_main:  # rank 0 alone reports progress; warnings still show everywhere
         logging.getLogger("rnnkit").setLevel(logging.WARNING)
     logger.debug("rank %d of %d, %d threads", _current.rank, world_size, torch.get_num_threads())
     return _current
+
+
+def joined_a_group() -> bool:
+    """Whether this process joined a group of several ranks (even one it has left since)."""
+    return _joined
 
 
 def shutdown() -> None:
