@@ -746,8 +746,13 @@ inline Tensor weight_gradient_from_rows(const Tensor& rows, const Tensor& inputs
   return matrix_product(rows, inputs.reshape({-1, inputs.size(-1)}));
 }
 
+// The same product with no transposed copy of grad: the BLAS reads [T*N, G] transposed in place
+// (a copy would be another [T, N, G] at the backward's peak). The bf16 kernel rounds a
+// contiguous copy of its left operand in any case, so under it the copy stays.
 inline Tensor weight_gradient(const Tensor& grad, const Tensor& inputs) {
-  return weight_gradient_from_rows(gradient_rows(grad), inputs);
+  if (grad.scalar_type() == at::kFloat && bf16::active())
+    return weight_gradient_from_rows(gradient_rows(grad), inputs);
+  return at::mm(grad.reshape({-1, grad.size(-1)}).t(), inputs.reshape({-1, inputs.size(-1)}));
 }
 
 // The input projection of every step: out[T*N, G] = x[T*N, I] @ W_ih^T (+ bias).

@@ -89,10 +89,11 @@ std::vector<Tensor> gru_backward(const OptionalTensor& grad_output_in,
   const int64_t hidden = width / 3;
   const auto options = gates.options();
   Tensor grad_from_input = scratch(kScratchGates, {steps, batch, width}, options);  // W_ih x
-  // dL/d(W_hh h + b_hh) equals dL/d(W_ih x + b_ih) in the reset and update blocks: only its new
-  // block, dL/d(W_hn h + b_hn) = r * dL/dn, is kept apart [T, N, H] (a full [T, N, 3H] copy
-  // was a third of the GRU's training memory above torch.nn's)
-  Tensor grad_hidden_new = scratch(kScratchGates2, {steps, batch, hidden}, options);
+  // dL/d(W_hh h + b_hh) equals dL/d(W_ih x + b_ih) in the reset and update blocks; its new
+  // block, dL/d(W_hn h + b_hn) = r * dL/dn, is kept for two steps only (the GEMM of step t
+  // reads one slot while step t-1 writes the other) and made again by blocks for dW_hn: a
+  // [T, N, H] of it was 25 MiB above torch.nn's training memory at T 200, batch 64, hidden 512
+  Tensor grad_hidden_new = scratch(kScratchGates2, {2, batch, hidden}, options);
   Tensor grad_h = get(grad_h_n) ? grad_h_n->contiguous().clone()
                                 : at::zeros({batch, hidden}, options);
   Tensor hidden_grads = record ? at::empty({steps, batch, hidden}, options) : Tensor();
@@ -115,7 +116,7 @@ std::vector<Tensor> gru_backward(const OptionalTensor& grad_output_in,
       scalar_t* __restrict__ gi_reset = input_data + at_gates;
       scalar_t* __restrict__ gi_update = gi_reset + hidden;
       scalar_t* __restrict__ gi_new = gi_reset + 2 * hidden;
-      scalar_t* __restrict__ gh_new = hidden_new_grad_data + at_row;
+      scalar_t* __restrict__ gh_new = hidden_new_grad_data + ((t & 1) * batch + row) * hidden;
       scalar_t* __restrict__ grad = grad_h_data + row * hidden;
       scalar_t* __restrict__ record_h = seen ? seen + at_row : nullptr;
       if (!running(mask_data, t, batch, row)) {  // held: passes through unchanged
@@ -167,29 +168,43 @@ std::vector<Tensor> gru_backward(const OptionalTensor& grad_output_in,
         units.barrier();  // all of dL/d(W_hh h) at t before the GEMM reads it
         recurrent.run(input_data + (t * batch + first) * width, width, scalar_t(1),
                       grad_h_data + first * hidden, hidden);  // read next by this thread only
-        recurrent_new.run(hidden_new_grad_data + (t * batch + first) * hidden, hidden,
+        recurrent_new.run(hidden_new_grad_data + ((t & 1) * batch + first) * hidden, hidden,
                           scalar_t(1), grad_h_data + first * hidden, hidden);
       }
     }, batch);
   });
   Tensor grad_x, grad_weight_ih, grad_weight_hh, grad_bias_ih, grad_bias_hh;
   const Tensor flat_input = grad_from_input.view({steps * batch, width});
-  const Tensor flat_new = grad_hidden_new.view({steps * batch, hidden});
   if (needs[0]) grad_x = matrix_product(flat_input, weight_ih).view({steps, batch, weight_ih.size(1)});
   // the weight gradients straight from the [T*N, G] gradients, transposed inside the GEMM: no
   // transposed copy of them (gradient_rows), which would be another [T, N, 3H] at the peak
   if (needs[1]) grad_weight_ih = at::mm(flat_input.t(), x.reshape({steps * batch, -1}));
+  Tensor own, own_bias;  // dW_hn and db_hn from r * dL/dn, made again a block of steps at a time
+  if (needs[2]) own = at::zeros({hidden, hidden}, options);
+  if (has_bias && needs[4]) own_bias = at::zeros({hidden}, options);
+  if (own.defined() || own_bias.defined()) {
+    const int64_t step_bytes = std::max<int64_t>(1, batch * hidden * gates.element_size());
+    const int64_t block = std::max<int64_t>(1, (int64_t(4) << 20) / step_bytes);  // ~4 MiB
+    for (int64_t t = 0; t < steps; t += block) {
+      const int64_t count = std::min(block, steps - t);
+      const Tensor grad_new = (gates.narrow(0, t, count).narrow(2, 0, hidden) *
+                               grad_from_input.narrow(0, t, count).narrow(2, 2 * hidden, hidden))
+                                  .view({count * batch, hidden});
+      if (own.defined())
+        own.addmm_(grad_new.t(), hiddens.narrow(0, t, count).reshape({count * batch, hidden}));
+      if (own_bias.defined()) own_bias.add_(grad_new.sum(0));
+    }
+  }
   if (needs[2]) {
     const Tensor inputs = hiddens.narrow(0, 0, steps).reshape({steps * batch, hidden});
     grad_weight_hh = at::empty({width, hidden}, options);
     Tensor shared = grad_weight_hh.narrow(0, 0, 2 * hidden);
-    Tensor own = grad_weight_hh.narrow(0, 2 * hidden, hidden);
     at::mm_out(shared, flat_input.narrow(1, 0, 2 * hidden).t(), inputs);
-    at::mm_out(own, flat_new.t(), inputs);
+    grad_weight_hh.narrow(0, 2 * hidden, hidden).copy_(own);
   }
   if (has_bias && needs[3]) grad_bias_ih = flat_input.sum(0);
   if (has_bias && needs[4])
-    grad_bias_hh = at::cat({flat_input.narrow(1, 0, 2 * hidden).sum(0), flat_new.sum(0)});
+    grad_bias_hh = at::cat({flat_input.narrow(1, 0, 2 * hidden).sum(0), own_bias});
   return {grad_x, grad_h, grad_weight_ih, grad_weight_hh, grad_bias_ih, grad_bias_hh,
           hidden_grads};
 }

@@ -246,9 +246,8 @@ std::vector<Tensor> lstm_backward(const OptionalTensor& grad_output_in,
   Tensor grad_x, grad_weight_ih, grad_weight_hh, grad_bias, grad_weight_hr;
   const Tensor flat = grad_pre.view({steps * batch, width});
   if (needs[0]) grad_x = matrix_product(flat, weight_ih).view({steps, batch, weight_ih.size(1)});
-  const Tensor rows = needs[1] || needs[2] ? gradient_rows(grad_pre) : Tensor();
-  if (needs[1]) grad_weight_ih = weight_gradient_from_rows(rows, x);
-  if (needs[2]) grad_weight_hh = weight_gradient_from_rows(rows, hiddens.narrow(0, 0, steps));
+  if (needs[1]) grad_weight_ih = weight_gradient(grad_pre, x);
+  if (needs[2]) grad_weight_hh = weight_gradient(grad_pre, hiddens.narrow(0, 0, steps));
   if (has_bias && needs[3]) grad_bias = flat.sum(0);
   if (projected && needs[4]) {
     const Tensor output_gate = gates.narrow(2, 3 * hidden, hidden);
