@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from results import write_results
 
 SOURCE = Path(__file__).resolve().parent / "csrc" / "fma_peak.cpp"
