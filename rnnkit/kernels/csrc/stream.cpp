@@ -86,6 +86,29 @@ struct StepVariants {
   }
 };
 
+// One unit j of torch's GRU from one row's products (gi = W_ih x, gh = W_hh h_{t-1}, each 3H
+// wide: reset, update, new) and the biases: h_t = (1 - z) n + z h_{t-1}.
+template <typename scalar_t>
+RNNKIT_INLINE scalar_t gru_unit(const scalar_t* __restrict__ gi, const scalar_t* __restrict__ gh,
+                                const scalar_t* __restrict__ bi, const scalar_t* __restrict__ bh,
+                                scalar_t h_old, int64_t hidden, int64_t j) {
+  const scalar_t r = sigmoid((gi[j] + bi[j]) + (gh[j] + bh[j]));
+  const scalar_t z =
+      sigmoid((gi[hidden + j] + bi[hidden + j]) + (gh[hidden + j] + bh[hidden + j]));
+  const scalar_t hn = gh[2 * hidden + j] + bh[2 * hidden + j];
+  const scalar_t candidate = tanh_((gi[2 * hidden + j] + bi[2 * hidden + j]) + r * hn);
+  return candidate + z * (h_old - candidate);
+}
+
+// One unit j of the Elman RNN: tanh (or relu) of (W_ih x + W_hh h_{t-1}) + (b_ih + b_hh).
+template <typename scalar_t>
+RNNKIT_INLINE scalar_t rnn_unit(const scalar_t* __restrict__ gi, const scalar_t* __restrict__ gh,
+                                const scalar_t* __restrict__ bi, const scalar_t* __restrict__ bh,
+                                bool relu, int64_t j) {
+  const scalar_t pre = (gi[j] + gh[j]) + (bi[j] + bh[j]);
+  return relu ? (pre > scalar_t(0) ? pre : scalar_t(0)) : tanh_(pre);
+}
+
 // row = LN(row) * gain + bias over `width` values, in place
 template <typename scalar_t>
 void normalize_row(scalar_t* __restrict__ row, int64_t width, const scalar_t* __restrict__ gain,
@@ -210,20 +233,14 @@ class StackStep {
         if (gru) {
           RNNKIT_SIMD
           for (int64_t j = begin; j < end; ++j) {
-            const scalar_t r = sigmoid((gi[j] + bi[j]) + (gh[j] + bh[j]));
-            const scalar_t z =
-                sigmoid((gi[hidden + j] + bi[hidden + j]) + (gh[hidden + j] + bh[hidden + j]));
-            const scalar_t hn = gh[2 * hidden + j] + bh[2 * hidden + j];
-            const scalar_t candidate = tanh_((gi[2 * hidden + j] + bi[2 * hidden + j]) + r * hn);
-            const scalar_t next = candidate + z * (h_old[j] - candidate);
+            const scalar_t next = gru_unit(gi, gh, bi, bh, h_old[j], hidden, j);
             h[j] = keep_h * h_old[j] + (scalar_t(1) - keep_h) * next;
           }
           return;
         }
         RNNKIT_SIMD
         for (int64_t j = begin; j < end; ++j) {
-          const scalar_t pre = (gi[j] + gh[j]) + (bi[j] + bh[j]);
-          const scalar_t next = relu ? (pre > scalar_t(0) ? pre : scalar_t(0)) : tanh_(pre);
+          const scalar_t next = rnn_unit(gi, gh, bi, bh, relu, j);
           h[j] = keep_h * h_old[j] + (scalar_t(1) - keep_h) * next;
         }
       });
@@ -325,27 +342,17 @@ class StackStep {
       case StepCell::kGRU: {
         const scalar_t* __restrict__ h_old = h_old_all + n * hidden;
         RNNKIT_SIMD
-        for (int64_t j = begin; j < end; ++j) {
-          const scalar_t r = sigmoid((gi[j] + bi[j]) + (gh[j] + bh[j]));
-          const scalar_t z =
-              sigmoid((gi[hidden + j] + bi[hidden + j]) + (gh[hidden + j] + bh[hidden + j]));
-          const scalar_t hn = gh[2 * hidden + j] + bh[2 * hidden + j];
-          const scalar_t candidate = tanh_((gi[2 * hidden + j] + bi[2 * hidden + j]) + r * hn);
-          h[j] = candidate + z * (h_old[j] - candidate);  // (1 - z) n + z h
-        }
+        for (int64_t j = begin; j < end; ++j) h[j] = gru_unit(gi, gh, bi, bh, h_old[j], hidden, j);
         break;
       }
       case StepCell::kRNNTanh: {
         RNNKIT_SIMD
-        for (int64_t j = begin; j < end; ++j) h[j] = tanh_((gi[j] + gh[j]) + (bi[j] + bh[j]));
+        for (int64_t j = begin; j < end; ++j) h[j] = rnn_unit(gi, gh, bi, bh, false, j);
         break;
       }
       case StepCell::kRNNRelu: {
         RNNKIT_SIMD
-        for (int64_t j = begin; j < end; ++j) {
-          const scalar_t pre = (gi[j] + gh[j]) + (bi[j] + bh[j]);
-          h[j] = pre > scalar_t(0) ? pre : scalar_t(0);
-        }
+        for (int64_t j = begin; j < end; ++j) h[j] = rnn_unit(gi, gh, bi, bh, true, j);
         break;
       }
     }
