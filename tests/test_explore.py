@@ -282,9 +282,12 @@ def test_loopback_hosts():
 
 def serve(arguments: list[str]):
     """Start ``rnnkit explore`` in a process; return it and the URL it printed."""
+    # Ctrl-C reaches the command as from a terminal even when pytest itself runs as a
+    # background job (`pytest &`), which starts with SIGINT ignored and would pass that on
     process = subprocess.Popen([sys.executable, "-m", "rnnkit.cli", "explore", *arguments,
                                 "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     line = process.stdout.readline()
     match = re.search(r"http://\S+/", line)
     if match is None:
