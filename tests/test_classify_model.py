@@ -21,10 +21,11 @@ from rnnkit.classify.vectors import read_vectors
 from rnnkit.errors import UserError
 
 
-def model_for(pooling, cell="lstm", bidirectional=True, layers=1):
+def model_for(pooling, cell="lstm", bidirectional=True, layers=1, ngrams=0):
     torch.manual_seed(0)
     config = ClassifierConfig(vocab_size=20, classes=3, cell=cell, layers=layers, hidden=8,
-                              embedding=6, bidirectional=bidirectional, pooling=pooling)
+                              embedding=6, bidirectional=bidirectional, pooling=pooling,
+                              ngrams=ngrams, ngram_buckets=97, ngram_dim=5)
     return Classifier(config).eval()
 
 
@@ -33,8 +34,9 @@ SEQUENCES = [[5, 6, 7], [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14], [2, 9, 9, 4, 
 
 @pytest.mark.parametrize("pooling", ["max", "mean", "last", "mean-max"])
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_padding_never_changes_a_prediction(pooling, cell):
-    model = model_for(pooling, cell, layers=2)
+@pytest.mark.parametrize("ngrams", [0, 3])
+def test_padding_never_changes_a_prediction(pooling, cell, ngrams):
+    model = model_for(pooling, cell, layers=2, ngrams=ngrams)
     tokens, lengths = pad(SEQUENCES)
     with torch.no_grad():
         batched = model(tokens, lengths).softmax(-1)
@@ -72,6 +74,57 @@ def test_last_pooling_takes_each_direction_at_its_own_end():
             # forward: after the last real token; backward: after reading back to the first
             expected = torch.cat([output[0, -1, :8], output[0, 0, 8:]])
             torch.testing.assert_close(features[row], expected, rtol=0, atol=1e-5)
+
+
+def test_ngram_bag_is_the_mean_of_the_hashed_rows_of_real_ngrams():
+    model = model_for("max", ngrams=3)
+    tokens, lengths = pad(SEQUENCES)
+    prime, modulus, buckets = 1_000_003, 2_147_483_647, 97
+
+    def bucket(gram):  # the docstring's hash, by hand: h = 1, then h * P + id per token
+        h = 1
+        for token in gram:
+            h = (h * prime + token) % modulus
+        return h % buckets
+
+    with torch.no_grad():
+        features = model.features(tokens, lengths)
+        pooled = model._pooled(tokens, lengths)
+        for row, ids in enumerate(SEQUENCES):
+            grams = [ids[i:i + n] for n in (1, 2, 3) for i in range(len(ids) - n + 1)]
+            expected = model.ngram_embedding.weight[[bucket(g) for g in grams]].mean(0)
+            torch.testing.assert_close(features[row, -5:], expected, rtol=0, atol=1e-6)
+            torch.testing.assert_close(features[row, :-5], pooled[row], rtol=0, atol=0)
+    # orders hash apart: the unigram [5] and the bigram [0, 5] land on different rows
+    assert bucket([5]) != bucket([0, 5])
+    ids, valid = model.ngram_ids(tokens, lengths)
+    assert valid.sum().item() == sum(3 * len(s) - 3 for s in SEQUENCES)  # L + (L-1) + (L-2)
+
+
+def test_ngram_bag_learns_what_order_alone_decides():
+    """Two texts of the same tokens, apart only in their order, told apart by the bag alone."""
+    torch.manual_seed(0)
+    config = ClassifierConfig(vocab_size=10, classes=2, hidden=4, embedding=4, ngrams=2,
+                              ngram_buckets=64, ngram_dim=8)
+    model = Classifier(config)
+    with torch.no_grad():  # silence the recurrent path: its features stay zero
+        for parameter in model.rnn.parameters():
+            parameter.zero_().requires_grad_(False)
+    tokens, lengths = torch.tensor([[3, 4, 5, 6], [6, 5, 4, 3]]), torch.tensor([4, 4])
+    targets = torch.tensor([0, 1])
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.05)
+    for _ in range(60):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(tokens, lengths), targets).backward()
+        optimizer.step()
+    assert model(tokens, lengths).argmax(-1).tolist() == [0, 1]
+    assert not model._pooled(tokens, lengths).any()  # the bag alone told them apart
+
+
+@pytest.mark.parametrize("value", [-1, 9, 2.5, True])
+def test_ngrams_outside_one_to_eight_are_refused(value):
+    with pytest.raises(UserError, match="--ngrams must be an n-gram length from 1 to 8"):
+        ClassifierConfig(vocab_size=10, ngrams=value).validate()
 
 
 def test_scores_by_hand():

@@ -274,11 +274,13 @@ def test_char_lm_samples_the_same_greedy_text_in_onnxruntime(lm_run, capsys):
     assert onnx_text == torch_text and len(onnx_text) == 4 + 80 + 1
 
 
-def test_classifier_predicts_the_same_in_onnxruntime(tmp_path, capsys):
+@pytest.mark.parametrize("ngrams", [[], ["--ngrams", "3", "--ngram-buckets", "512"]],
+                         ids=["plain", "ngram-bag"])
+def test_classifier_predicts_the_same_in_onnxruntime(tmp_path, capsys, ngrams):
     train = write_reviews(tmp_path / "train.tsv", 60, seed=1)
     assert main(["classify", "train", str(train), "--out", str(tmp_path / "run"), "--max-steps",
                  "4", "--hidden", "8", "--embedding", "6", "--batch-size", "16", "--threads",
-                 "1", "--no-progress"]) == 0
+                 "1", "--no-progress", *ngrams]) == 0
     capsys.readouterr()
     out_file = tmp_path / "exported" / "classifier.onnx"
     out_file.parent.mkdir()

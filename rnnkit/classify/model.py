@@ -5,6 +5,12 @@ tokens (the backward direction starts at each text's last real token, not at the
 and pooling looks at valid steps only: ``last`` takes the final state of each direction,
 ``mean`` and ``max`` pool the outputs over the real tokens, ``mean-max`` concatenates both.
 Padding never changes a prediction.
+
+With ``ngrams`` N > 0 a second, bag-of-n-grams path (fastText's, arXiv 1607.01759) joins the
+pooled features: every run of 1 to N consecutive tokens is hashed into one of
+``ngram_buckets`` rows of its own embedding table, and the rows of a text's real n-grams are
+averaged. The hash is integer arithmetic on the token ids inside the model, so checkpoints,
+prediction and export need nothing beyond the tokens.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from rnnkit.onnx.ops import exporting_onnx
 
 CELLS = app_cells()  # --cell: every family, as declared in rnnkit.families
 POOLINGS = ("max", "mean", "last", "mean-max")
+HASH_PRIME, HASH_MODULUS = 1_000_003, 2_147_483_647  # (h * P + id) < 2**63: no overflow
 
 
 @dataclass
@@ -40,6 +47,9 @@ class ClassifierConfig:
     dropout: float = 0.0  # on the pooled features and between layers
     embedding_dropout: float = 0.0
     freeze_embeddings: bool = False
+    ngrams: int = 0  # the bag-of-n-grams path: n-grams of 1..ngrams tokens; 0 off
+    ngram_buckets: int = 2 ** 16
+    ngram_dim: int = 16
     backend: str = "auto"
 
     def validate(self) -> ClassifierConfig:
@@ -51,10 +61,15 @@ class ClassifierConfig:
         if self.pooling not in POOLINGS:
             raise UserError(f"--pooling must be one of {', '.join(POOLINGS)}, got "
                             f"{self.pooling!r}")
-        for name in ("layers", "hidden", "embedding"):
+        for name in ("layers", "hidden", "embedding", "ngram_buckets", "ngram_dim"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise UserError(f"--{name} must be a positive integer, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be a positive integer, "
+                                f"got {value!r}")
+        if isinstance(self.ngrams, bool) or not isinstance(self.ngrams, int) \
+                or not 0 <= self.ngrams <= 8:
+            raise UserError(f"--ngrams must be an n-gram length from 1 to 8 (0 turns the "
+                            f"bag of n-grams off), got {self.ngrams!r}")
         for name in ("dropout", "embedding_dropout"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
@@ -64,7 +79,8 @@ class ClassifierConfig:
     @property
     def features(self) -> int:
         directions = 2 if self.bidirectional else 1
-        return self.hidden * directions * (2 if self.pooling == "mean-max" else 1)
+        pooled = self.hidden * directions * (2 if self.pooling == "mean-max" else 1)
+        return pooled + (self.ngram_dim if self.ngrams else 0)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,6 +111,8 @@ class Classifier(nn.Module):
             dropout=config.dropout if config.layers > 1 else 0.0,
             bidirectional=config.bidirectional, backend=config.backend,
         )
+        if config.ngrams:
+            self.ngram_embedding = nn.Embedding(config.ngram_buckets, config.ngram_dim)
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.features, config.classes)
 
@@ -106,6 +124,42 @@ class Classifier(nn.Module):
 
     def features(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         """The pooled features ``(N, features)`` the linear head reads."""
+        pooled = self._pooled(tokens, lengths)
+        if not self.config.ngrams:
+            return pooled
+        return torch.cat([pooled, self._ngram_bag(tokens, lengths)], dim=1)
+
+    def ngram_ids(self, tokens: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """The bucket of every n-gram ``(N, ngrams * T)`` and whether it lies in the text.
+
+        The n-gram of ``n`` tokens starting at step ``t`` is real when ``t + n <= length``.
+        Its bucket is a polynomial hash of the ids, one order at a time:
+        ``h_0 = 1``, ``h_n[t] = (h_{n-1}[t] * P + id[t + n - 1]) mod M``, bucket ``h_n mod B``
+        (the leading 1 keeps the orders apart: ``P**n`` differs from one to the next).
+        """
+        steps = tokens.shape[1]
+        position = torch.arange(steps, device=tokens.device).unsqueeze(0)  # (1, T)
+        lengths = lengths.to(tokens.device).unsqueeze(1)  # (N, 1)
+        hashed = torch.ones_like(tokens)
+        ids, valid = [], []
+        for order in range(1, self.config.ngrams + 1):
+            # the ids order - 1 steps ahead (the last id repeated past the end, where the
+            # n-grams are not real): a gather, so exported graphs keep any length
+            ahead = tokens.gather(1, (position + order - 1).clamp(max=steps - 1)
+                                  .expand_as(tokens))
+            hashed = (hashed * HASH_PRIME + ahead) % HASH_MODULUS
+            ids.append(hashed % self.config.ngram_buckets)
+            valid.append(position + order <= lengths)
+        return torch.cat(ids, dim=1), torch.cat(valid, dim=1)
+
+    def _ngram_bag(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        """``(N, ngram_dim)``: the mean embedding of each text's real n-grams."""
+        ids, valid = self.ngram_ids(tokens, lengths)
+        rows = self.ngram_embedding(ids) * valid.unsqueeze(-1).to(self.ngram_embedding.weight.dtype)
+        count = valid.sum(dim=1, keepdim=True).clamp_min(1).to(rows.dtype)
+        return rows.sum(dim=1) / count
+
+    def _pooled(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         embedded = self.embedding_dropout(self.embedding(tokens))  # (N, T, E)
         exporting = exporting_onnx()
         if exporting:  # a padded batch and its lengths: the ONNX node's sequence_lens

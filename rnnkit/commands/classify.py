@@ -39,6 +39,10 @@ TRAIN_FLAGS = {
     "--pooling": ("model", "pooling", str, "max | mean | last | mean-max (default max)"),
     "--dropout": ("model", "dropout", float, "dropout on pooled features, between layers"),
     "--embedding-dropout": ("model", "embedding_dropout", float, "dropout on embeddings"),
+    "--ngrams": ("model", "ngrams", int, "a bag of hashed n-grams of 1 to N tokens beside "
+                 "the recurrent features (fastText's); 0: none"),
+    "--ngram-buckets": ("model", "ngram_buckets", int, "rows of the n-gram table"),
+    "--ngram-dim": ("model", "ngram_dim", int, "n-gram embedding size"),
     "--backend": ("model", "backend", str, "auto | fused | reference"),
     **{flag: ("train", field, kind, text) for flag, (field, kind, text)
        in training_flags("texts", CLASSIFIER_DEFAULT_EPOCHS, ("eval_batch_size",)).items()},
