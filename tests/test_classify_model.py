@@ -217,3 +217,13 @@ def test_split_is_stratified_and_buckets_cover_every_text():
     assert sum(spread) / len(spread) < 5  # similar lengths: little padding
     again = bucket_batches(lengths, 8, torch.Generator().manual_seed(0))
     assert again == batches
+
+
+def test_classify_train_has_the_bag_and_a_run_saved_before_it_loads_without():
+    from rnnkit.classify.run import ClassifyConfig
+
+    assert ClassifyConfig().model.ngrams == 3  # classify train's default
+    assert ClassifierConfig().ngrams == 0  # the library's Classifier: the plain model
+    saved = ClassifyConfig().to_dict()
+    del saved["model"]["ngrams"]  # a config.json written before the bag existed
+    assert ClassifyConfig.from_dict(saved).model.ngrams == 0
