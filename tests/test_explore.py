@@ -343,15 +343,27 @@ def test_classifier_probabilities_and_contributions(supervised, explore_supervis
     predicted = int(logits.argmax())
     assert data["predicted"] == run.classes[predicted] and data["classes"] == run.classes
     assert data["tokens"] == [run.encoder.tokens()[i] for i in ids]
-    # oracle: the model's own forward with the embedding's output swapped for a leaf
-    embedded = run.model.embedding(torch.tensor([ids])).detach().requires_grad_(True)
-    handle = run.model.embedding.register_forward_hook(lambda m, i, out: embedded)
+    # oracle: the model's own forward with the embeddings' outputs swapped for leaves
+    tokens, lengths = torch.tensor([ids]), torch.tensor([len(ids)])
+    assert run.model.config.ngrams == 3  # classify train's default: the bag of n-grams too
+    embedded = run.model.embedding(tokens).detach().requires_grad_(True)
+    grams = run.model.ngram_embedding(run.model.ngram_ids(tokens, lengths)[0])
+    grams = grams.detach().requires_grad_(True)
+    handles = [run.model.embedding.register_forward_hook(lambda m, i, out: embedded),
+               run.model.ngram_embedding.register_forward_hook(lambda m, i, out: grams)]
     try:
-        logit = run.model(torch.tensor([ids]), torch.tensor([len(ids)]))[0, predicted]
-        (grad,) = torch.autograd.grad(logit, embedded)
+        logit = run.model(tokens, lengths)[0, predicted]
+        grad, grams_grad = torch.autograd.grad(logit, [embedded, grams])
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
     expected = (grad[0] * embedded[0].detach()).sum(dim=-1)
+    per_gram = (grams_grad[0] * grams[0].detach()).sum(dim=-1)  # (3 * T,): orders 1, 2, 3
+    steps = len(ids)
+    for order in (1, 2, 3):  # each real n-gram's share to each token it spans, one by one
+        for start in range(steps - order + 1):
+            for token in range(start, start + order):
+                expected[token] += per_gram[(order - 1) * steps + start] / order
     np.testing.assert_allclose(data["contributions"], expected.numpy(), rtol=1e-4, atol=1e-7)
     trace = supervised.post("/api/trace?run=0", json={"text": text, "layer": 0}).json()
     with torch.no_grad():

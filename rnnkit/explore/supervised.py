@@ -78,23 +78,43 @@ class ClassifierExplore(ExploreBase):
         return {"tokens": self.tokens(ids), **internals_dict(internals[layer][0], True)}
 
     def classify(self, text) -> dict:
-        """Class probabilities and each token's contribution to the predicted class."""
+        """Class probabilities and each token's contribution to the predicted class.
+
+        A contribution is gradient x input of the token's embedding; with the bag of
+        n-grams, each n-gram's row adds its own gradient x input, shared evenly among the
+        tokens it spans.
+        """
         ids = self.ids(text)
-        leaf = {}
+        tokens, lengths = torch.tensor([ids]), torch.tensor([len(ids)])
+        leaves = {}
 
-        def make_leaf(module, inputs, output):
-            leaf["x"] = output.detach().requires_grad_(True)
-            return leaf["x"]
+        def make_leaf(name):
+            def hook(module, inputs, output):
+                leaves[name] = output.detach().requires_grad_(True)
+                return leaves[name]
+            return hook
 
-        handle = self.model.embedding.register_forward_hook(make_leaf)
+        tables = {"tokens": self.model.embedding}
+        if getattr(self.model, "ngram_embedding", None) is not None:
+            tables["ngrams"] = self.model.ngram_embedding
+        handles = [table.register_forward_hook(make_leaf(name)) for name, table in tables.items()]
         try:
             with torch.enable_grad():
-                logits = self.model(torch.tensor([ids]), torch.tensor([len(ids)]))[0]
+                logits = self.model(tokens, lengths)[0]
                 predicted = int(logits.argmax())
-                (grad,) = torch.autograd.grad(logits[predicted], leaf["x"])
+                grads = torch.autograd.grad(logits[predicted], [leaves[name] for name in tables])
         finally:
-            handle.remove()
-        contributions = (grad[0] * leaf["x"][0].detach()).sum(dim=-1)
+            for handle in handles:
+                handle.remove()
+        contributions = (grads[0][0] * leaves["tokens"][0]).sum(dim=-1)  # (T,)
+        if "ngrams" in tables:
+            _, valid = self.model.ngram_ids(tokens, lengths)
+            per_gram = (grads[1][0] * leaves["ngrams"][0]).sum(dim=-1) * valid[0]  # (N*T,)
+            steps = len(ids)
+            for order in range(1, self.model.config.ngrams + 1):
+                block = per_gram[(order - 1) * steps:order * steps] / order
+                for offset in range(min(order, steps)):  # token t + offset of the n-gram at t
+                    contributions[offset:] += block[:steps - offset]
         probabilities = logits.detach().softmax(-1)
         return {"tokens": self.tokens(ids), "classes": self.run.classes,
                 "probabilities": probabilities.tolist(),
