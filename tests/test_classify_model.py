@@ -227,3 +227,31 @@ def test_classify_train_has_the_bag_and_a_run_saved_before_it_loads_without():
     saved = ClassifyConfig().to_dict()
     del saved["model"]["ngrams"]  # a config.json written before the bag existed
     assert ClassifyConfig.from_dict(saved).model.ngrams == 0
+
+
+def test_an_ensemble_averages_its_members_probabilities_and_each_learns_on_its_own_loss():
+    torch.manual_seed(0)
+    config = ClassifierConfig(vocab_size=20, classes=3, hidden=8, embedding=6, ngrams=2,
+                              ngram_buckets=97, ngram_dim=5, members=3)
+    model = Classifier(config).eval()
+    assert len(model.singles()) == 3
+    first, second = (member.rnn.weight_hh_l0 for member in model.singles()[:2])
+    assert not torch.equal(first, second)  # different random starts
+    tokens, lengths = pad(SEQUENCES)
+    with torch.no_grad():
+        mean = torch.stack([member(tokens, lengths).softmax(-1)
+                            for member in model.singles()]).mean(0)
+        torch.testing.assert_close(model(tokens, lengths).softmax(-1), mean, rtol=0, atol=1e-6)
+        assert model(tokens, lengths, each=True).shape == (3, 3, 3)
+    # the task's loss: member k's gradient is that of its own cross-entropy / 3
+    from rnnkit.classify.run import ClassifyTask
+
+    targets = torch.tensor([0, 2, 1])
+    loss, count = ClassifyTask.loss(None, model, (tokens, lengths, targets))
+    loss.backward()
+    assert count == 3
+    member = model.singles()[1]
+    expected = torch.autograd.grad(
+        torch.nn.functional.cross_entropy(member(tokens, lengths), targets) / 3,
+        member.head.weight)[0]
+    torch.testing.assert_close(member.head.weight.grad, expected, rtol=1e-5, atol=1e-7)

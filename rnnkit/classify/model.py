@@ -11,11 +11,16 @@ pooled features: every run of 1 to N consecutive tokens is hashed into one of
 ``ngram_buckets`` rows of its own embedding table, and the rows of a text's real n-grams are
 averaged. The hash is integer arithmetic on the token ids inside the model, so checkpoints,
 prediction and export need nothing beyond the tokens.
+
+With ``members`` K > 1 the classifier is an ensemble (deep ensembles, arXiv 1612.01474): K
+such networks from different random starts, each trained on its own loss over the same
+batches, whose class probabilities are averaged.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import math
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 from torch import Tensor, nn
@@ -50,6 +55,7 @@ class ClassifierConfig:
     ngrams: int = 0  # the bag-of-n-grams path: n-grams of 1..ngrams tokens; 0 off
     ngram_buckets: int = 2 ** 16
     ngram_dim: int = 16
+    members: int = 1  # an ensemble: K networks, their probabilities averaged
     backend: str = "auto"
 
     def validate(self) -> ClassifierConfig:
@@ -61,7 +67,7 @@ class ClassifierConfig:
         if self.pooling not in POOLINGS:
             raise UserError(f"--pooling must be one of {', '.join(POOLINGS)}, got "
                             f"{self.pooling!r}")
-        for name in ("layers", "hidden", "embedding", "ngram_buckets", "ngram_dim"):
+        for name in ("layers", "hidden", "embedding", "ngram_buckets", "ngram_dim", "members"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be a positive integer, "
@@ -103,6 +109,10 @@ class Classifier(nn.Module):
         self.config = config.validate()
         if config.vocab_size < 3:
             raise ValueError("Classifier: config.vocab_size must be set")
+        if config.members > 1:  # each member built in turn: its own random start
+            single = replace(config, members=1)
+            self.members = nn.ModuleList(Classifier(single) for _ in range(config.members))
+            return
         self.embedding = nn.Embedding(config.vocab_size, config.embedding, padding_idx=PADDING)
         self.embedding.weight.requires_grad_(not config.freeze_embeddings)
         self.embedding_dropout = nn.Dropout(config.embedding_dropout)
@@ -116,8 +126,16 @@ class Classifier(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.features, config.classes)
 
+    def singles(self) -> list[Classifier]:
+        """The networks that make the prediction: the members, or this one."""
+        return list(self.members) if self.config.members > 1 else [self]
+
     def load_vectors(self, vectors: Tensor, found: Tensor) -> None:
         """Copy pretrained rows ``vectors[found]`` into the embedding; the rest keep theirs."""
+        if self.config.members > 1:
+            for member in self.members:
+                member.load_vectors(vectors, found)
+            return
         with torch.no_grad():
             self.embedding.weight[found] = vectors[found].to(self.embedding.weight.dtype)
             self.embedding.weight[PADDING].zero_()
@@ -188,5 +206,15 @@ class Classifier(nn.Module):
             pooled.append(output.masked_fill(~valid, float("-inf")).amax(dim=1))
         return torch.cat(pooled, dim=1) if len(pooled) > 1 else pooled[0]
 
-    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        return self.head(self.dropout(self.features(tokens, lengths)))
+    def forward(self, tokens: Tensor, lengths: Tensor, each: bool = False) -> Tensor:
+        """Logits ``(N, classes)``; with ``each``, every member's ``(K, N, classes)``.
+
+        An ensemble's logits are the log of its members' mean probabilities.
+        """
+        if self.config.members == 1:
+            logits = self.head(self.dropout(self.features(tokens, lengths)))
+            return logits.unsqueeze(0) if each else logits
+        logits = torch.stack([member(tokens, lengths) for member in self.members])
+        if each:
+            return logits
+        return torch.logsumexp(logits.log_softmax(dim=-1), dim=0) - math.log(len(self.members))

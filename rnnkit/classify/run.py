@@ -165,7 +165,10 @@ class ClassifyTask:
 
     def loss(self, model, batch):
         tokens, lengths, targets = batch
-        return F.cross_entropy(model(tokens, lengths), targets), len(targets)
+        # an ensemble's members learn apart: the mean of their own losses
+        logits = model(tokens, lengths, each=True)  # (K, N, classes)
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.repeat(logits.shape[0]))
+        return loss, len(targets)
 
     def validate(self, model, ranks=None) -> dict:
         train = self.config.train

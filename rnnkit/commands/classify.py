@@ -43,6 +43,8 @@ TRAIN_FLAGS = {
                  "the recurrent features (fastText's); 0: none"),
     "--ngram-buckets": ("model", "ngram_buckets", int, "rows of the n-gram table"),
     "--ngram-dim": ("model", "ngram_dim", int, "n-gram embedding size"),
+    "--members": ("model", "members", int, "an ensemble: this many networks from different "
+                  "random starts, trained side by side, their probabilities averaged"),
     "--backend": ("model", "backend", str, "auto | fused | reference"),
     **{flag: ("train", field, kind, text) for flag, (field, kind, text)
        in training_flags("texts", CLASSIFIER_DEFAULT_EPOCHS, ("eval_batch_size",)).items()},

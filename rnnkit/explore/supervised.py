@@ -73,8 +73,9 @@ class ClassifierExplore(ExploreBase):
         layer = self.check_layer(layer)
         ids = self.ids(text)
         with torch.no_grad():
-            embedded = self.model.embedding(torch.tensor([ids]))  # (1, T, E)
-            _, _, internals = self.model.rnn(embedded, return_internals=True)
+            first = self.model.singles()[0]  # an ensemble's first member
+            embedded = first.embedding(torch.tensor([ids]))  # (1, T, E)
+            _, _, internals = first.rnn(embedded, return_internals=True)
         return {"tokens": self.tokens(ids), **internals_dict(internals[layer][0], True)}
 
     def classify(self, text) -> dict:
@@ -94,25 +95,33 @@ class ClassifierExplore(ExploreBase):
                 return leaves[name]
             return hook
 
-        tables = {"tokens": self.model.embedding}
-        if getattr(self.model, "ngram_embedding", None) is not None:
-            tables["ngrams"] = self.model.ngram_embedding
-        handles = [table.register_forward_hook(make_leaf(name)) for name, table in tables.items()]
+        tables = []  # (member, which table, module): an ensemble's members all contribute
+        for index, single in enumerate(self.model.singles()):
+            tables.append((index, "tokens", single.embedding))
+            if single.config.ngrams:
+                tables.append((index, "ngrams", single.ngram_embedding))
+        handles = [module.register_forward_hook(make_leaf((index, name)))
+                   for index, name, module in tables]
         try:
             with torch.enable_grad():
                 logits = self.model(tokens, lengths)[0]
                 predicted = int(logits.argmax())
-                grads = torch.autograd.grad(logits[predicted], [leaves[name] for name in tables])
+                grads = torch.autograd.grad(logits[predicted],
+                                            [leaves[(index, name)] for index, name, _ in tables])
         finally:
             for handle in handles:
                 handle.remove()
-        contributions = (grads[0][0] * leaves["tokens"][0]).sum(dim=-1)  # (T,)
-        if "ngrams" in tables:
-            _, valid = self.model.ngram_ids(tokens, lengths)
-            per_gram = (grads[1][0] * leaves["ngrams"][0]).sum(dim=-1) * valid[0]  # (N*T,)
-            steps = len(ids)
-            for order in range(1, self.model.config.ngrams + 1):
-                block = per_gram[(order - 1) * steps:order * steps] / order
+        steps = len(ids)
+        contributions = torch.zeros(steps)
+        for (index, name, _), grad in zip(tables, grads):
+            share = (grad[0] * leaves[(index, name)][0]).sum(dim=-1)
+            if name == "tokens":
+                contributions += share
+                continue
+            single = self.model.singles()[index]
+            share = share * single.ngram_ids(tokens, lengths)[1][0]  # real n-grams only
+            for order in range(1, single.config.ngrams + 1):
+                block = share[(order - 1) * steps:order * steps] / order
                 for offset in range(min(order, steps)):  # token t + offset of the n-gram at t
                     contributions[offset:] += block[:steps - offset]
         probabilities = logits.detach().softmax(-1)
