@@ -330,6 +330,40 @@ def supervised(explore_supervised_runs):
     return TestClient(create_app(runs))
 
 
+def expected_contributions(run, ids, predicted):
+    """Oracle: the model's own forward with the embeddings' outputs swapped for leaves, in
+    every member of an ensemble; each n-gram's gradient x input shared out token by token."""
+    tokens, lengths = torch.tensor([ids]), torch.tensor([len(ids)])
+    singles = run.model.singles()
+    assert singles[0].config.ngrams == 3  # classify train's default: the bag of n-grams too
+    leaves, handles = [], []
+    for single in singles:
+        embedded = single.embedding(tokens).detach().requires_grad_(True)
+        grams = single.ngram_embedding(single.ngram_ids(tokens, lengths)[0])
+        grams = grams.detach().requires_grad_(True)
+        leaves += [embedded, grams]
+        handles += [single.embedding.register_forward_hook(lambda m, i, o, x=embedded: x),
+                    single.ngram_embedding.register_forward_hook(lambda m, i, o, x=grams: x)]
+    try:
+        logit = run.model(tokens, lengths)[0, predicted]
+        grads = torch.autograd.grad(logit, leaves)
+    finally:
+        for handle in handles:
+            handle.remove()
+    steps = len(ids)
+    expected = torch.zeros(steps)
+    for member in range(len(singles)):
+        embedded, grams = leaves[2 * member], leaves[2 * member + 1]
+        grad, grams_grad = grads[2 * member], grads[2 * member + 1]
+        expected += (grad[0] * embedded[0].detach()).sum(dim=-1)
+        per_gram = (grams_grad[0] * grams[0].detach()).sum(dim=-1)  # (3 * T,): orders 1-3
+        for order in (1, 2, 3):  # each real n-gram's share to each token it spans
+            for start in range(steps - order + 1):
+                for token in range(start, start + order):
+                    expected[token] += per_gram[(order - 1) * steps + start] / order
+    return expected
+
+
 def test_classifier_probabilities_and_contributions(supervised, explore_supervised_runs):
     from rnnkit.classify.run import load_classifier
 
@@ -343,33 +377,38 @@ def test_classifier_probabilities_and_contributions(supervised, explore_supervis
     predicted = int(logits.argmax())
     assert data["predicted"] == run.classes[predicted] and data["classes"] == run.classes
     assert data["tokens"] == [run.encoder.tokens()[i] for i in ids]
-    # oracle: the model's own forward with the embeddings' outputs swapped for leaves
-    tokens, lengths = torch.tensor([ids]), torch.tensor([len(ids)])
-    assert run.model.config.ngrams == 3  # classify train's default: the bag of n-grams too
-    embedded = run.model.embedding(tokens).detach().requires_grad_(True)
-    grams = run.model.ngram_embedding(run.model.ngram_ids(tokens, lengths)[0])
-    grams = grams.detach().requires_grad_(True)
-    handles = [run.model.embedding.register_forward_hook(lambda m, i, out: embedded),
-               run.model.ngram_embedding.register_forward_hook(lambda m, i, out: grams)]
-    try:
-        logit = run.model(tokens, lengths)[0, predicted]
-        grad, grams_grad = torch.autograd.grad(logit, [embedded, grams])
-    finally:
-        for handle in handles:
-            handle.remove()
-    expected = (grad[0] * embedded[0].detach()).sum(dim=-1)
-    per_gram = (grams_grad[0] * grams[0].detach()).sum(dim=-1)  # (3 * T,): orders 1, 2, 3
-    steps = len(ids)
-    for order in (1, 2, 3):  # each real n-gram's share to each token it spans, one by one
-        for start in range(steps - order + 1):
-            for token in range(start, start + order):
-                expected[token] += per_gram[(order - 1) * steps + start] / order
+    expected = expected_contributions(run, ids, predicted)
     np.testing.assert_allclose(data["contributions"], expected.numpy(), rtol=1e-4, atol=1e-7)
     trace = supervised.post("/api/trace?run=0", json={"text": text, "layer": 0}).json()
     with torch.no_grad():
-        _, _, internals = run.model.rnn(run.model.embedding(torch.tensor([ids])),
-                                        return_internals=True)
+        first = run.model.singles()[0]
+        _, _, internals = first.rnn(first.embedding(torch.tensor([ids])),
+                                    return_internals=True)
     assert trace["hidden"] == internals[0][0].hidden[0].tolist()
+
+
+def test_an_ensemble_classifier_explains_through_all_its_members(tmp_path):
+    from rnnkit.classify.run import load_classifier
+    from rnnkit.commands.explore import load_runs
+    from tests.test_cli_errors import reviews
+
+    (tmp_path / "r.tsv").write_text(reviews(), encoding="utf-8")
+    assert main(["classify", "train", str(tmp_path / "r.tsv"), "--embedding", "4", "--hidden",
+                 "8", "--members", "2", "--max-steps", "2", "--no-progress", "--threads", "1",
+                 "--out", str(tmp_path / "run")]) == 0
+    client = TestClient(create_app(load_runs([tmp_path / "run"], 300)))
+    run = load_classifier(tmp_path / "run")
+    assert len(run.model.singles()) == 2
+    text = "good fine bad 3"
+    data = client.post("/api/classify?run=0", json={"text": text}).json()
+    ids = run.encoder.encode(text)
+    logits = run.model(torch.tensor([ids]), torch.tensor([len(ids)]))[0]
+    np.testing.assert_allclose(data["probabilities"], logits.softmax(-1).detach().numpy(),
+                               rtol=1e-5)
+    expected = expected_contributions(run, ids, int(logits.argmax()))
+    np.testing.assert_allclose(data["contributions"], expected.numpy(), rtol=1e-4, atol=1e-7)
+    trace = client.post("/api/trace?run=0", json={"text": text, "layer": 0}).json()
+    assert trace["tokens"] == [run.encoder.tokens()[i] for i in ids]
 
 
 def test_forecaster_band_actual_and_gates(supervised, explore_supervised_runs):
