@@ -219,14 +219,17 @@ def test_split_is_stratified_and_buckets_cover_every_text():
     assert again == batches
 
 
-def test_classify_train_has_the_bag_and_a_run_saved_before_it_loads_without():
+def test_classify_train_has_the_bag_and_three_members_and_an_older_run_loads_plain():
     from rnnkit.classify.run import ClassifyConfig
 
-    assert ClassifyConfig().model.ngrams == 3  # classify train's default
+    assert ClassifyConfig().model.ngrams == 3  # classify train's defaults
+    assert ClassifyConfig().model.members == 3
     assert ClassifierConfig().ngrams == 0  # the library's Classifier: the plain model
+    assert ClassifierConfig().members == 1
     saved = ClassifyConfig().to_dict()
-    del saved["model"]["ngrams"]  # a config.json written before the bag existed
+    del saved["model"]["ngrams"], saved["model"]["members"]  # a config.json from before them
     assert ClassifyConfig.from_dict(saved).model.ngrams == 0
+    assert ClassifyConfig.from_dict(saved).model.members == 1
 
 
 def test_an_ensemble_averages_its_members_probabilities_and_each_learns_on_its_own_loss():

@@ -274,8 +274,9 @@ def test_char_lm_samples_the_same_greedy_text_in_onnxruntime(lm_run, capsys):
     assert onnx_text == torch_text and len(onnx_text) == 4 + 80 + 1
 
 
-@pytest.mark.parametrize("ngrams", [[], ["--ngrams", "3", "--ngram-buckets", "512"]],
-                         ids=["plain", "ngram-bag"])
+@pytest.mark.parametrize("ngrams", [["--ngrams", "0"], ["--ngrams", "3", "--ngram-buckets", "512"],
+                                    ["--members", "2", "--ngram-buckets", "512"]],
+                         ids=["plain", "ngram-bag", "ensemble"])
 def test_classifier_predicts_the_same_in_onnxruntime(tmp_path, capsys, ngrams):
     train = write_reviews(tmp_path / "train.tsv", 60, seed=1)
     assert main(["classify", "train", str(train), "--out", str(tmp_path / "run"), "--max-steps",
