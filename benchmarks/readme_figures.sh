@@ -35,7 +35,7 @@ for figure in $wanted; do
     classify)
         record classify_nsmc_cli -- bash -c "
             set -e; cd $work
-            $rnnkit classify train $data/nsmc-train.tsv --pooling mean-max --dropout 0.3 \
+            $rnnkit classify train $data/nsmc-train.tsv --members 1 --pooling mean-max --dropout 0.3 \
                 --embedding-dropout 0.1 --min-count 2 --time-budget 60 --eval-every 200 \
                 --out runs/nsmc --no-progress
             $rnnkit classify eval runs/nsmc $data/nsmc-test.tsv
