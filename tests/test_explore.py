@@ -364,17 +364,23 @@ def expected_contributions(run, ids, predicted):
     return expected
 
 
-def test_classifier_probabilities_and_contributions(supervised, explore_supervised_runs):
-    from rnnkit.classify.run import load_classifier
-
-    run = load_classifier(explore_supervised_runs["classifier"])
-    text = "good fine bad 3"
-    data = supervised.post("/api/classify?run=0", json={"text": text}).json()
+def check_classify(client, run, text):
+    """POST /api/classify; its probabilities against the model's own: (data, ids, predicted)."""
+    data = client.post("/api/classify?run=0", json={"text": text}).json()
     ids = run.encoder.encode(text)
     logits = run.model(torch.tensor([ids]), torch.tensor([len(ids)]))[0]
     np.testing.assert_allclose(data["probabilities"], logits.softmax(-1).detach().numpy(),
                                rtol=1e-5)
-    predicted = int(logits.argmax())
+    return data, ids, int(logits.argmax())
+
+
+def test_classifier_probabilities_and_contributions(supervised, explore_supervised_runs):
+    from rnnkit.classify.run import load_classifier
+
+    run = load_classifier(explore_supervised_runs["classifier"])
+    assert len(run.model.singles()) == 3  # classify train's default: an ensemble of three
+    text = "good fine bad 3"
+    data, ids, predicted = check_classify(supervised, run, text)
     assert data["predicted"] == run.classes[predicted] and data["classes"] == run.classes
     assert data["tokens"] == [run.encoder.tokens()[i] for i in ids]
     expected = expected_contributions(run, ids, predicted)
@@ -387,25 +393,21 @@ def test_classifier_probabilities_and_contributions(supervised, explore_supervis
     assert trace["hidden"] == internals[0][0].hidden[0].tolist()
 
 
-def test_an_ensemble_classifier_explains_through_all_its_members(tmp_path):
+def test_a_single_network_classifier_explains_too(tmp_path):
     from rnnkit.classify.run import load_classifier
     from rnnkit.commands.explore import load_runs
     from tests.test_cli_errors import reviews
 
     (tmp_path / "r.tsv").write_text(reviews(), encoding="utf-8")
     assert main(["classify", "train", str(tmp_path / "r.tsv"), "--embedding", "4", "--hidden",
-                 "8", "--members", "2", "--max-steps", "2", "--no-progress", "--threads", "1",
+                 "8", "--members", "1", "--max-steps", "2", "--no-progress", "--threads", "1",
                  "--out", str(tmp_path / "run")]) == 0
     client = TestClient(create_app(load_runs([tmp_path / "run"], 300)))
     run = load_classifier(tmp_path / "run")
-    assert len(run.model.singles()) == 2
+    assert run.model.singles() == [run.model]  # one network, no members
     text = "good fine bad 3"
-    data = client.post("/api/classify?run=0", json={"text": text}).json()
-    ids = run.encoder.encode(text)
-    logits = run.model(torch.tensor([ids]), torch.tensor([len(ids)]))[0]
-    np.testing.assert_allclose(data["probabilities"], logits.softmax(-1).detach().numpy(),
-                               rtol=1e-5)
-    expected = expected_contributions(run, ids, int(logits.argmax()))
+    data, ids, predicted = check_classify(client, run, text)
+    expected = expected_contributions(run, ids, predicted)
     np.testing.assert_allclose(data["contributions"], expected.numpy(), rtol=1e-4, atol=1e-7)
     trace = client.post("/api/trace?run=0", json={"text": text, "layer": 0}).json()
     assert trace["tokens"] == [run.encoder.tokens()[i] for i in ids]
