@@ -82,7 +82,7 @@ CLASSIFIER_MODEL = {"ngrams": 3, "members": 3}
 @dataclass
 class ClassifyConfig(AppConfig):
     data: TextDataConfig = field(default_factory=TextDataConfig)
-    # `classify train`'s model: the library's Classifier with the bag of n-grams (see below)
+    # `classify train`'s model: the library's Classifier with CLASSIFIER_MODEL's settings (above)
     model: ClassifierConfig = field(default_factory=lambda: ClassifierConfig(**CLASSIFIER_MODEL))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(**CLASSIFIER_TRAINING))
     out: str = ""

@@ -95,8 +95,9 @@ class ClassifierExplore(ExploreBase):
                 return leaves[name]
             return hook
 
+        singles = self.model.singles()
         tables = []  # (member, which table, module): an ensemble's members all contribute
-        for index, single in enumerate(self.model.singles()):
+        for index, single in enumerate(singles):
             tables.append((index, "tokens", single.embedding))
             if single.config.ngrams:
                 tables.append((index, "ngrams", single.ngram_embedding))
@@ -118,7 +119,7 @@ class ClassifierExplore(ExploreBase):
             if name == "tokens":
                 contributions += share
                 continue
-            single = self.model.singles()[index]
+            single = singles[index]
             share = share * single.ngram_ids(tokens, lengths)[1][0]  # real n-grams only
             for order in range(1, single.config.ngrams + 1):
                 block = share[(order - 1) * steps:order * steps] / order
