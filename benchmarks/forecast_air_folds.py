@@ -34,9 +34,9 @@ from results import write_results
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "AirPassengers.csv"
 # forecast_airpassengers.py's settings (chosen on 1959), and the kind of each grid key
 DEFAULTS = {"lookback": 36, "hidden": 64, "epochs": 100.0, "cell": "gru", "dropout": 0.0,
-            "lr": 1e-3, "segment": 12, "batch_size": 16}
+            "lr": 1e-3, "segment": 12, "batch_size": 16, "norm": "last"}
 KINDS = {"lookback": int, "hidden": int, "epochs": float, "cell": str, "dropout": float,
-         "lr": float, "segment": int, "batch_size": int}
+         "lr": float, "segment": int, "batch_size": int, "norm": str}
 HORIZON = 12
 
 
@@ -75,6 +75,7 @@ def one_run(job: tuple) -> dict:
     config.model.model, config.model.cell = "segrnn", settings["cell"]
     config.model.segment, config.model.hidden = settings["segment"], settings["hidden"]
     config.model.dropout, config.model.loss = settings["dropout"], "mae"
+    config.model.window_norm = settings["norm"]
     config.train.epochs, config.train.seed = settings["epochs"], seed
     config.train.batch_size, config.train.lr = settings["batch_size"], settings["lr"]
     config.train.schedule = "constant"

@@ -219,11 +219,11 @@ def test_split_is_stratified_and_buckets_cover_every_text():
     assert again == batches
 
 
-def test_classify_train_has_the_bag_and_three_members_and_an_older_run_loads_plain():
+def test_classify_train_has_the_bag_and_four_members_and_an_older_run_loads_plain():
     from rnnkit.classify.run import ClassifyConfig
 
     assert ClassifyConfig().model.ngrams == 3  # classify train's defaults
-    assert ClassifyConfig().model.members == 3
+    assert ClassifyConfig().model.members == 4
     assert ClassifierConfig().ngrams == 0  # the library's Classifier: the plain model
     assert ClassifierConfig().members == 1
     saved = ClassifyConfig().to_dict()

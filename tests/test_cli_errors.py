@@ -238,6 +238,12 @@ FORECAST = [
          id="train-bad-head"),
     case(TRAIN + " --window-norm max", "--window-norm must be one of last, mean, none, got "
          "'max'", id="train-bad-window-norm"),
+    case(TRAIN + " --model segrnn --segment 3 --lookback 6 --window-norm mean",
+         "--window-norm with --model segrnn must be one of last, segment, none, got 'mean'",
+         id="train-segrnn-window-norm"),
+    case(TRAIN + " --model segrnn --segment 3 --lookback 6 --layers 2", "--model segrnn has "
+         "one recurrent layer and its own parallel decoder: leave --layers and --head out",
+         id="train-segrnn-layers"),
     case(TRAIN + " --loss huber", "--loss must be one of mse, mae, got 'huber'",
          id="train-bad-loss"),
     case(TRAIN + " --backend gpu", "--backend must be one of auto, fused, reference, got 'gpu'",

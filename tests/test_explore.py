@@ -378,7 +378,7 @@ def test_classifier_probabilities_and_contributions(supervised, explore_supervis
     from rnnkit.classify.run import load_classifier
 
     run = load_classifier(explore_supervised_runs["classifier"])
-    assert len(run.model.singles()) == 3  # classify train's default: an ensemble of three
+    assert len(run.model.singles()) == 4  # classify train's default: an ensemble of four
     text = "good fine bad 3"
     data, ids, predicted = check_classify(supervised, run, text)
     assert data["predicted"] == run.classes[predicted] and data["classes"] == run.classes

@@ -103,7 +103,7 @@ def test_every_test_window_is_scored_with_equal_weight(batch_size):
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
-@pytest.mark.parametrize("norm", ["last", "revin", "none"])
+@pytest.mark.parametrize("norm", ["last", "revin", "segment", "none"])
 def test_segrnn_shapes(cell, norm):
     config = SegRNNConfig(channels=3, lookback=24, horizon=36, segment=12, hidden=16, cell=cell,
                           norm=norm, backend="reference")
@@ -142,6 +142,24 @@ def test_last_value_subtraction_makes_the_forecast_shift_with_the_level():
     x = torch.randn(4, 16, 2)
     shifted = model(x + 10.0) - 10.0
     torch.testing.assert_close(shifted, model(x), atol=1e-4, rtol=0)
+
+
+def test_segment_norm_forecasts_the_last_segment_plus_what_the_network_adds():
+    torch.manual_seed(0)
+    model = SegRNN(SegRNNConfig(channels=2, lookback=24, horizon=36, segment=12, hidden=8,
+                                dropout=0.0, norm="segment", backend="reference")).eval()
+    x = torch.randn(4, 24, 2)
+    with torch.no_grad():  # the network adds nothing: the last season, repeated
+        model.head[1].weight.zero_()
+        model.head[1].bias.zero_()
+        torch.testing.assert_close(model(x), x[:, 12:].repeat(1, 3, 1))
+        model.head[1].bias.fill_(0.5)
+        torch.testing.assert_close(model(x), x[:, 12:].repeat(1, 3, 1) + 0.5)
+    model = SegRNN(SegRNNConfig(channels=2, lookback=24, horizon=36, segment=12, hidden=8,
+                                dropout=0.0, norm="segment", backend="reference")).eval()
+    season = torch.randn(1, 12, 2)  # a seasonal profile added to every year of the window
+    shifted = model(x + season.repeat(1, 2, 1)) - season.repeat(1, 3, 1)
+    torch.testing.assert_close(shifted, model(x), atol=1e-5, rtol=0)
 
 
 def test_channels_differ_only_through_the_channel_embedding():

@@ -42,7 +42,8 @@ TRAIN_FLAGS = {
     "--hidden": ("model", "hidden", int, "hidden units (default 64)"),
     "--dropout": ("model", "dropout", float, "dropout before the head and between layers"),
     "--head": ("model", "head", str, "direct | seq2seq (default direct)"),
-    "--window-norm": ("model", "window_norm", str, "last | mean | none (default last)"),
+    "--window-norm": ("model", "window_norm", str, "last | mean | none; with --model segrnn: "
+                      "last | segment | none (default last)"),
     "--loss": ("model", "loss", str, "mse | mae without quantiles (default mse)"),
     "--backend": ("model", "backend", str, "auto | fused | reference"),
     **{flag: ("train", field, kind, text) for flag, (field, kind, text)

@@ -27,6 +27,7 @@ from rnnkit.layers import app_cells
 CELLS = app_cells()  # --cell: every family, as declared in rnnkit.families
 HEADS = ("direct", "seq2seq")
 WINDOW_NORMS = ("last", "mean", "none")
+SEGRNN_NORMS = ("last", "segment", "none")  # --window-norm with --model segrnn
 LOSSES = ("mse", "mae")
 MODELS = ("rnn", "segrnn")
 
@@ -57,11 +58,12 @@ class ForecasterConfig:
             if self.quantiles:
                 raise UserError("--model segrnn forecasts one value per step; leave out "
                                 "--quantiles (or use --model rnn)")
-            if self.window_norm == "mean" or self.layers != 1 or self.head != "direct":
+            if self.layers != 1 or self.head != "direct":
                 raise UserError("--model segrnn has one recurrent layer and its own parallel "
-                                "decoder and subtracts the window's last value: leave --layers, "
-                                "--head and --window-norm mean out (--window-norm none is "
-                                "allowed)")
+                                "decoder: leave --layers and --head out")
+            if self.window_norm not in SEGRNN_NORMS:
+                raise UserError(f"--window-norm with --model segrnn must be one of "
+                                f"{', '.join(SEGRNN_NORMS)}, got {self.window_norm!r}")
             self.segrnn_config().validate()
         if self.cell not in CELLS:
             raise UserError(f"--cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
@@ -70,7 +72,7 @@ class ForecasterConfig:
                             f"{self.backend!r}")
         if self.head not in HEADS:
             raise UserError(f"--head must be one of {', '.join(HEADS)}, got {self.head!r}")
-        if self.window_norm not in WINDOW_NORMS:
+        if self.model != "segrnn" and self.window_norm not in WINDOW_NORMS:
             raise UserError(f"--window-norm must be one of {', '.join(WINDOW_NORMS)}, "
                             f"got {self.window_norm!r}")
         if self.loss not in LOSSES:
@@ -105,7 +107,7 @@ class ForecasterConfig:
         return SegRNNConfig(channels=self.inputs, lookback=self.lookback, horizon=self.horizon,
                             segment=self.segment, hidden=self.hidden, cell=self.cell,
                             dropout=self.dropout, backend=self.backend,
-                            norm="none" if self.window_norm == "none" else "last",
+                            norm=self.window_norm,
                             channel_embedding=self.inputs > 1)
 
     def to_dict(self) -> dict:

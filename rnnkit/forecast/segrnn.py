@@ -2,8 +2,10 @@
 
 Each channel is forecast on its own (channel independence) by one shared network:
 
-1. the lookback window, minus its last value (or instance-normalised, RevIN), is cut into
-   ``lookback / segment`` segments, each projected to the hidden size (linear + ReLU);
+1. the lookback window, minus its last value (or instance-normalised, RevIN, or minus its last
+   segment repeated, ``norm="segment"``: with one season per segment the forecast is then the
+   last season plus a learned change), is cut into ``lookback / segment`` segments, each
+   projected to the hidden size (linear + ReLU);
 2. one recurrent layer (rnnkit's GRU by default, the fused path) runs over the segments;
 3. the horizon is cut into ``horizon / segment`` segments decoded in parallel: the same
    recurrent layer takes one step from the encoder's final state for each output segment,
@@ -34,7 +36,7 @@ from rnnkit.errors import UserError
 from rnnkit.layers import app_cells
 
 CELLS = app_cells()  # --cell: every family, as declared in rnnkit.families
-NORMS = ("last", "revin", "none")
+NORMS = ("last", "revin", "segment", "none")
 DECODERS = ("factored", "layer")
 
 
@@ -47,7 +49,9 @@ class SegRNNConfig:
     hidden: int = 512
     cell: str = "gru"
     dropout: float = 0.5
-    norm: str = "last"  # subtract the window's last value (SegRNN's default), or RevIN
+    # subtract the window's last value (SegRNN's default), its mean and scale (RevIN), or its
+    # last segment from every segment (a seasonal anchor when the segment is the period)
+    norm: str = "last"
     channel_embedding: bool = True
     decoder: str = "factored"
     backend: str = "auto"
@@ -114,13 +118,16 @@ class SegRNN(nn.Module):
         if steps != config.lookback or channels != config.channels:
             raise ValueError(f"SegRNN expects inputs (N, {config.lookback}, {config.channels}), "
                              f"got {tuple(x.shape)}")
+        shift = shift_out = scale = None
         if config.norm == "last":
-            shift, scale = x[:, -1:, :].detach(), None
+            shift = shift_out = x[:, -1:, :].detach()
+        elif config.norm == "segment":  # the last segment, repeated over window and horizon
+            last = x[:, -config.segment:, :].detach()
+            shift = last.repeat(1, self.segments_in, 1)
+            shift_out = last.repeat(1, self.segments_out, 1)
         elif config.norm == "revin":  # RevIN without the affine part (SegRNN's revin=1)
-            shift = x.mean(dim=1, keepdim=True).detach()
+            shift = shift_out = x.mean(dim=1, keepdim=True).detach()
             scale = torch.sqrt(x.var(dim=1, keepdim=True, unbiased=False) + 1e-5).detach()
-        else:
-            shift = scale = None
         if shift is not None:
             x = x - shift
         if scale is not None:
@@ -136,8 +143,8 @@ class SegRNN(nn.Module):
         y = y.view(batch, channels, config.horizon).permute(0, 2, 1)  # (N, H, C)
         if scale is not None:
             y = y * scale
-        if shift is not None:
-            y = y + shift
+        if shift_out is not None:
+            y = y + shift_out
         return y
 
     def _decode_layer(self, state, batch: int) -> Tensor:
