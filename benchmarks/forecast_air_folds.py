@@ -55,21 +55,16 @@ def candidates(grid: str) -> list[dict]:
     return rows
 
 
-def one_run(job: tuple) -> dict:
-    """Train one candidate on the years before ``fold``'s and forecast that year."""
-    import torch
+def configure(path, changes: dict, seed: int, out: str, val_size: int, test_size: int):
+    """The forecaster's settings with ``changes`` on top, the last ``test_size`` points cut."""
+    from rnnkit.forecast.run import ForecastConfig
 
-    from rnnkit.forecast.evaluate import model_forecast
-    from rnnkit.forecast.run import ForecastConfig, ForecastData, load_forecast, start_forecast
-
-    path, changes, fold, seed, out = job
-    torch.set_num_threads(1)
     settings = {**DEFAULTS, **changes}
     config = ForecastConfig()
     config.data.path, config.data.target = str(path), "#Passengers"
-    # the validation year is the 12 points before a "test" part of 12 * (fold + 1) points:
-    # 1960 and the folds' later years lie there, never trained on and never read
-    config.data.val_size, config.data.test_size = HORIZON, HORIZON * (fold + 1)
+    config.data.val_size, config.data.test_size = val_size, test_size
+    if not val_size:
+        config.data.val_fraction = 0.0
     config.data.scale = "log"
     config.model.horizon, config.model.lookback = HORIZON, settings["lookback"]
     config.model.model, config.model.cell = "segrnn", settings["cell"]
@@ -80,6 +75,21 @@ def one_run(job: tuple) -> dict:
     config.train.batch_size, config.train.lr = settings["batch_size"], settings["lr"]
     config.train.schedule = "constant"
     config.out = out
+    return config
+
+
+def one_run(job: tuple) -> dict:
+    """Train one candidate on the years before ``fold``'s and forecast that year."""
+    import torch
+
+    from rnnkit.forecast.evaluate import model_forecast
+    from rnnkit.forecast.run import ForecastData, load_forecast, start_forecast
+
+    path, changes, fold, seed, out = job
+    torch.set_num_threads(1)
+    # the validation year is the 12 points before a "test" part of 12 * (fold + 1) points:
+    # 1960 and the folds' later years lie there, never trained on and never read
+    config = configure(path, changes, seed, out, HORIZON, HORIZON * (fold + 1))
     shutil.rmtree(out, ignore_errors=True)
     start_forecast(config).fit()
     run = load_forecast(out, "last")
