@@ -34,9 +34,11 @@ from results import write_results
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "AirPassengers.csv"
 # forecast_airpassengers.py's settings (chosen on 1959), and the kind of each grid key
 DEFAULTS = {"lookback": 36, "hidden": 64, "epochs": 100.0, "cell": "gru", "dropout": 0.0,
-            "lr": 1e-3, "segment": 12, "batch_size": 16, "norm": "last"}
+            "lr": 1e-3, "segment": 12, "batch_size": 16, "norm": "last", "model": "segrnn",
+            "head": "direct", "layers": 1}
 KINDS = {"lookback": int, "hidden": int, "epochs": float, "cell": str, "dropout": float,
-         "lr": float, "segment": int, "batch_size": int, "norm": str}
+         "lr": float, "segment": int, "batch_size": int, "norm": str, "model": str,
+         "head": str, "layers": int}
 HORIZON = 12
 
 
@@ -67,7 +69,8 @@ def configure(path, changes: dict, seed: int, out: str, val_size: int, test_size
         config.data.val_fraction = 0.0
     config.data.scale = "log"
     config.model.horizon, config.model.lookback = HORIZON, settings["lookback"]
-    config.model.model, config.model.cell = "segrnn", settings["cell"]
+    config.model.model, config.model.cell = settings["model"], settings["cell"]
+    config.model.head, config.model.layers = settings["head"], settings["layers"]
     config.model.segment, config.model.hidden = settings["segment"], settings["hidden"]
     config.model.dropout, config.model.loss = settings["dropout"], "mae"
     config.model.window_norm = settings["norm"]
