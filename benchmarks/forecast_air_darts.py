@@ -33,7 +33,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from forecast_air_folds import DATA, DEFAULTS, HORIZON, candidates, configure, mape
+from forecast_air_folds import DATA, DEFAULTS, HORIZON, candidates, configure, describe, mape, train
 from results import write_results
 
 AHEAD = 6  # darts' forecast_horizon: the month kept from each forecast
@@ -42,20 +42,12 @@ ORIGINS = 19  # January .. July of the second year: the kept months end with Dec
 
 def one_run(job: tuple) -> dict:
     """Train on the years before the window (``shift`` years back) and backtest it."""
-    import torch
-
     from rnnkit.forecast.evaluate import model_forecast
-    from rnnkit.forecast.run import ForecastData, load_forecast, start_forecast
 
     path, changes, shift, seed, out = job
-    torch.set_num_threads(1)
     # the window's 24 months and every later year are cut off: never trained on
-    config = configure(path, changes, seed, out, 0, 24 + 12 * shift)
-    shutil.rmtree(out, ignore_errors=True)
-    start_forecast(config).fit()
-    run = load_forecast(out, "last")
-    data = ForecastData(run.config, scaler=run.scaler)
-    first = len(data.series.target) - config.data.test_size  # the window's January
+    run, data = train(configure(path, changes, seed, out, 0, 24 + 12 * shift))
+    first = data.split.val_end  # the window's January: the start of the cut-off part
     origins = [first + k for k in range(ORIGINS)]
     # the last origins' 12-month forecasts reach past the file: rows that are never read (the
     # inputs end before each origin) let the windows be cut
@@ -81,10 +73,6 @@ def run_all(args, rows: list[dict], shifts: list[int], seeds: list[int]) -> list
         runs = list(pool.map(one_run, jobs))
     shutil.rmtree(scratch, ignore_errors=True)
     return runs
-
-
-def name(changes: dict) -> str:
-    return ", ".join(f"{key}={value}" for key, value in changes.items()) or "defaults"
 
 
 def main() -> None:
@@ -115,13 +103,14 @@ def main() -> None:
     print(f"validation: MAPE % of the {AHEAD}-months-ahead forecasts, mean over seeds {args.seeds}")
     print(f"{'candidate':<28}" + "".join(f"{window:>20}" for window in windows) + f"{'mean':>8}")
     for row in table:
-        print(f"{name(row['changes']):<28}" + "".join(f"{v:>20.2f}" for v in row["mape_per_shift"])
+        print(f"{describe(row['changes']):<28}"
+              + "".join(f"{v:>20.2f}" for v in row["mape_per_shift"])
               + f"{row['mape_mean']:>8.2f}")
     chosen = table[0]["changes"]
     test = run_all(args, [chosen], [0], seeds)
     mapes = [run["mape"] for run in test]
     print(f"test, {test[0]['months'][0]}..{test[0]['months'][-1]} ({len(test[0]['months'])} "
-          f"months), chosen: {name(chosen)}")
+          f"months), chosen: {describe(chosen)}")
     for run in test:
         print(f"  seed {run['seed']}: MAPE {run['mape']:.2f} %")
     print(f"  mean {np.mean(mapes):.2f} % [{min(mapes):.2f}, {max(mapes):.2f}]; seasonal-naive "

@@ -81,22 +81,32 @@ def configure(path, changes: dict, seed: int, out: str, val_size: int, test_size
     return config
 
 
-def one_run(job: tuple) -> dict:
-    """Train one candidate on the years before ``fold``'s and forecast that year."""
+def train(config):
+    """Train ``config`` afresh in one thread: its last weights, and its series split and scaled."""
     import torch
 
-    from rnnkit.forecast.evaluate import model_forecast
     from rnnkit.forecast.run import ForecastData, load_forecast, start_forecast
 
-    path, changes, fold, seed, out = job
     torch.set_num_threads(1)
+    shutil.rmtree(config.out, ignore_errors=True)
+    start_forecast(config).fit()
+    run = load_forecast(config.out, "last")
+    return run, ForecastData(run.config, scaler=run.scaler)
+
+
+def describe(changes: dict) -> str:
+    """A candidate's row name: its changes to the defaults."""
+    return ", ".join(f"{key}={value}" for key, value in changes.items()) or "defaults"
+
+
+def one_run(job: tuple) -> dict:
+    """Train one candidate on the years before ``fold``'s and forecast that year."""
+    from rnnkit.forecast.evaluate import model_forecast
+
+    path, changes, fold, seed, out = job
     # the validation year is the 12 points before a "test" part of 12 * (fold + 1) points:
     # 1960 and the folds' later years lie there, never trained on and never read
-    config = configure(path, changes, seed, out, HORIZON, HORIZON * (fold + 1))
-    shutil.rmtree(out, ignore_errors=True)
-    start_forecast(config).fit()
-    run = load_forecast(out, "last")
-    data = ForecastData(run.config, scaler=run.scaler)
+    run, data = train(configure(path, changes, seed, out, HORIZON, HORIZON * (fold + 1)))
     origin = data.origins["val"][0]  # the first validation origin: the year's January
     forecast = run.scaler.inverse_target(model_forecast(run, data.scaled, [origin])[:, :, 0])[0]
     actual = data.series.target[origin + np.arange(HORIZON)]
@@ -147,8 +157,8 @@ def main() -> None:
     print(f"{'candidate':<28}" + "".join(f"{year:>7}" for year in summary[0]["years"])
           + f"{'mean':>7} |" + "".join(f"{year:>7}" for year in summary[0]["years"]) + "   mean")
     for row in summary:
-        name = ", ".join(f"{key}={value}" for key, value in row["changes"].items()) or "defaults"
-        print(f"{name:<28}" + "".join(f"{value:>7.2f}" for value in row["mape_per_fold"])
+        print(f"{describe(row['changes']):<28}"
+              + "".join(f"{value:>7.2f}" for value in row["mape_per_fold"])
               + f"{row['mape_mean']:>7.2f} |"
               + "".join(f"{value:>7.2f}" for value in row["seed_average_per_fold"])
               + f"{row['seed_average_mean']:>7.2f}")
