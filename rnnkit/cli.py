@@ -90,10 +90,12 @@ def main(argv: list[str] | None = None) -> int:
         _leave_process_group()
         return status
     except UserError as error:
-        print(f"rnnkit: error: {error}", file=sys.stderr)
+        # one write, the newline with it: the ranks of a group share stderr, unbuffered, and
+        # print's separate newline could land after another rank's whole line
+        sys.stderr.write(f"rnnkit: error: {error}\n")
         return 2
     except KeyboardInterrupt:
-        print("rnnkit: interrupted", file=sys.stderr)
+        sys.stderr.write("rnnkit: interrupted\n")
         return 130
 
 
